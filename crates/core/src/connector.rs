@@ -1,0 +1,222 @@
+//! The connector contract.
+//!
+//! A [`Connector`] is a kind of service (x, twitch, obs, echo). It describes
+//! itself with a [`ConnectorManifest`] and, given one connection's settings and
+//! secrets, opens a [`Session`]. The supervisor (in `switchboard-runtime`) is
+//! the only caller: it opens a session when a connection is enabled, drops it
+//! and opens a new one when credentials or settings change, and reconnects
+//! with backoff when [`Session::run`] reports the connection lost.
+//!
+//! Connectors never touch the database. Everything they need arrives in the
+//! [`RuntimeContext`]; everything they produce leaves through [`RuntimeEnv`]
+//! (trigger events, status reports) or as an action result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::StatusKind;
+
+/// How a connector obtains its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// No credentials.
+    None,
+    /// Secrets typed in by the user (API keys, passwords).
+    Secrets,
+    /// OAuth 2.0 authorization code flow.
+    Oauth2,
+    /// OAuth 1.0a three-legged flow.
+    Oauth1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    pub name: String,
+    pub description: String,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerSpec {
+    /// Event type emitted, such as `obs.scene.changed`.
+    pub event_type: String,
+    pub description: String,
+    /// JSON schema of the event payload.
+    pub payload_schema: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// Action name, such as `obs.set_scene`.
+    pub name: String,
+    /// Written for a person and a model alike: what it does, when to use it,
+    /// what comes back.
+    pub description: String,
+    /// JSON schema the parameters are validated against before a job is created.
+    pub params_schema: Value,
+    /// JSON schema of the result.
+    pub result_schema: Value,
+}
+
+/// What a connector declares about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorManifest {
+    /// Short name, such as `x`; prefixes its action and trigger names.
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub auth: AuthKind,
+    /// JSON schema of the connection settings.
+    pub settings_schema: Value,
+    pub secrets: Vec<SecretSpec>,
+    pub triggers: Vec<TriggerSpec>,
+    pub actions: Vec<ActionSpec>,
+}
+
+impl ConnectorManifest {
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// A connection's secrets, by name. Values stay `SecretString` all the way
+/// into the connector; they are never logged or serialized.
+pub type Secrets = BTreeMap<String, SecretString>;
+
+/// Where a running session reports to. Implemented by the runtime.
+#[async_trait]
+pub trait RuntimeEnv: Send + Sync + 'static {
+    /// Publish a trigger event for this connection.
+    async fn emit(&self, event_type: &str, payload: Value);
+    /// Report a status change while running (for example `degraded` when
+    /// events stop arriving, and `connected` again when they resume).
+    async fn report_status(&self, kind: StatusKind, reason: Option<String>);
+}
+
+/// Everything a session needs, handed over by the supervisor at each start.
+#[derive(Clone)]
+pub struct RuntimeContext {
+    pub connection_id: String,
+    pub settings: Value,
+    pub secrets: Secrets,
+    pub env: Arc<dyn RuntimeEnv>,
+    /// Cancelled when the supervisor stops or restarts this runtime.
+    pub cancel: CancellationToken,
+}
+
+/// One action invocation, as a job worker hands it to a session.
+#[derive(Debug, Clone)]
+pub struct ActionCall {
+    pub job_id: String,
+    pub action: String,
+    pub params: Value,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    /// True when an earlier attempt of this job was interrupted by a crash
+    /// and may have taken effect: the connector should check before acting
+    /// again where the service allows it.
+    pub recovered: bool,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a session could not be opened, or why it ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The service rejected the credentials: status `needs_reauth`, no retry
+    /// until the credentials change.
+    #[error("credentials rejected: {0}")]
+    NeedsReauth(String),
+    /// The settings or secrets cannot work as given: status `error`, no retry
+    /// until they change.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// A transient failure: status `error`, reconnect with backoff.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ConnectorError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ConnectorError::Unavailable(_))
+    }
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The parameters are wrong; retrying cannot help.
+    #[error("invalid `{field}`: {message}")]
+    InvalidParams { field: String, message: String },
+    /// The service refused for good (for example a missing resource).
+    #[error("{0}")]
+    Permanent(String),
+    /// A transient failure; retry, not before `retry_after` when given.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The service rejected the credentials: the connection goes to
+    /// `needs_reauth` and the job waits for it.
+    #[error("credentials rejected: {0}")]
+    NeedsReauth(String),
+}
+
+impl ActionError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ActionError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Stable code stored on the job and returned by the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ActionError::InvalidParams { .. } => "invalid_params",
+            ActionError::Permanent(_) => "rejected",
+            ActionError::Transient { .. } => "unavailable",
+            ActionError::NeedsReauth(_) => "needs_reauth",
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ActionError::Transient { .. } | ActionError::NeedsReauth(_)
+        )
+    }
+}
+
+/// A kind of service. Stateless: all per-connection state lives in sessions.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    fn manifest(&self) -> &ConnectorManifest;
+
+    /// Open a session for one connection. Called by the supervisor on every
+    /// start and restart, with the settings and secrets as they are now.
+    async fn connect(&self, ctx: RuntimeContext) -> Result<Arc<dyn Session>, ConnectorError>;
+}
+
+/// One live connection to a service.
+#[async_trait]
+pub trait Session: Send + Sync + 'static {
+    /// Background work (event streams, keepalives, polling). Returns `Ok` when
+    /// `cancel` fires, `Err` when the connection is lost (the supervisor then
+    /// reconnects with backoff). The default has no background work.
+    async fn run(&self, cancel: CancellationToken) -> Result<(), ConnectorError> {
+        cancel.cancelled().await;
+        Ok(())
+    }
+
+    /// Run one action. Called concurrently by job workers.
+    async fn invoke(&self, call: ActionCall) -> Result<Value, ActionError>;
+}

@@ -1,0 +1,12 @@
+//! Wall-clock time as epoch milliseconds: the one representation used in the
+//! database (both backends), in events and over the API.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

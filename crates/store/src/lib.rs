@@ -1,0 +1,243 @@
+//! Persistence for switchboard: connections, sealed secrets, API tokens, the
+//! job outbox and the event log, on SQLite (default) or PostgreSQL.
+//!
+//! **Architecture invariant:** only this crate knows SQL. It stores what it is
+//! given; secrets reach it already sealed by `switchboard-vault` and it never
+//! sees plaintext.
+//!
+//! One set of SQL serves both backends through sqlx's `Any` driver: `$n`
+//! placeholders (SQLite accepts them), timestamps as BIGINT epoch
+//! milliseconds, flags as 0/1, JSON as text. The only dialect difference is
+//! the job claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL); see [`jobs`].
+//! Migrations are kept per backend (`migrations/sqlite`, `migrations/postgres`)
+//! and describe the same schema.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+mod connections;
+pub mod events;
+pub mod jobs;
+mod secrets;
+mod tokens;
+
+pub use events::EventFilter;
+pub use jobs::{JobFilter, NewJob, SubmitOutcome};
+pub use secrets::SealedSecret;
+pub use tokens::{ApiToken, TokenRole};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("corrupt value in {table}.{column}: {message}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether the operation may succeed if tried again (connection trouble,
+    /// a busy SQLite file), as opposed to a bug or a constraint violation.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                let msg = e.message();
+                msg.contains("locked") || msg.contains("busy")
+            }
+            StoreError::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Open the database at `url` and bring its schema up to date.
+    /// `sqlite://PATH` creates the file if needed; `postgres://` expects the
+    /// database to exist.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the single writer;
+                            // NORMAL is durable across process crashes (the
+                            // case the job outbox cares about), and only an
+                            // OS crash can lose the last transactions.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?
+            }
+        };
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The raw pool, for tests and tools that inspect the database.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A URL with its password replaced, safe to show in errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_json(
+    table: &'static str,
+    column: &'static str,
+    text: &str,
+) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        column,
+        message: e.to_string(),
+    })
+}
+
+fn parse_enum<T: FromStr<Err = String>>(
+    table: &'static str,
+    column: &'static str,
+    text: &str,
+) -> Result<T> {
+    text.parse().map_err(|message| StoreError::Corrupt {
+        table,
+        column,
+        message,
+    })
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    Ok(row.try_get(column)?)
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(e) => {
+            e.is_unique_violation()
+                || e.message().contains("UNIQUE constraint failed")
+                || e.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/sb"),
+            "postgres://app:***@db:5432/sb"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/sb"),
+            "postgres://postgres@127.0.0.1/sb"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}
