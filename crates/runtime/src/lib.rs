@@ -1,0 +1,27 @@
+//! The running heart of switchboard.
+//!
+//! * [`registry`]: the connectors this build knows, with their compiled
+//!   settings and action schemas.
+//! * [`bus`]: the event bus (persist to the event log, then broadcast).
+//! * [`supervisor`]: one runtime per enabled connection; the only place that
+//!   starts, stops and restarts them.
+//! * [`jobs`]: the worker pool that claims due jobs and runs them through the
+//!   connection's live session.
+//! * [`engine`]: the domain operations the API and CLI call (create a
+//!   connection, set secrets, submit a job, ...), each one validating first
+//!   and then applying through the one diff-and-apply path of the supervisor.
+//!
+//! Threading model: everything runs on the tokio runtime. Long-running tasks
+//! (connection runtimes, the job claimer, retention) each hold a
+//! `CancellationToken` and finish their in-flight work before exiting.
+
+pub mod bus;
+pub mod engine;
+pub mod jobs;
+pub mod registry;
+pub mod supervisor;
+
+pub use bus::EventBus;
+pub use engine::{Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob, UpdateConnection};
+pub use registry::Registry;
+pub use supervisor::Supervisor;

@@ -1,0 +1,564 @@
+//! The supervisor: one runtime per enabled connection.
+//!
+//! The supervisor is the only place that starts, stops and restarts
+//! connection runtimes, and it does so through one diff-and-apply path,
+//! [`Supervisor::apply`]: read the connection as it is now in the store, stop
+//! the runtime that is running (if any), start a new one if the connection
+//! exists and is enabled. Start-up, a settings change, new secrets, enable,
+//! disable and delete all go through it, so "credentials changed" and "daemon
+//! started" cannot behave differently.
+//!
+//! # A runtime's life
+//! A runtime is one tokio task that loops: set `connecting`, read settings
+//! and decrypt secrets *fresh*, ask the connector to open a session, set
+//! `connected`, run the session's background work until it ends or the
+//! runtime is cancelled. If the session is lost it reconnects with
+//! exponential backoff and full jitter (reset after a successful connect).
+//! Rejected credentials (`needs_reauth`) and unusable settings (`error`) do
+//! not loop: the runtime waits until `apply` replaces it.
+//!
+//! # Actions and graceful restarts
+//! Job workers borrow the live session through [`Supervisor::acquire`], which
+//! hands out an [`ActionPermit`] holding a read lock on the session. To stop
+//! a session the runtime first withdraws it (no new permits), then takes the
+//! write lock, which waits for in-flight actions to finish. Actions still
+//! running after the grace period are told to abort through
+//! [`ActionPermit::aborted`]; their workers re-queue the job.
+//!
+//! Every status transition is persisted on the connection row and published
+//! as a `connection.status` event, in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde_json::Value;
+use switchboard_core::time::now_ms;
+use switchboard_core::{
+    ConnectionStatus, ConnectorError, NewEvent, RuntimeContext, RuntimeEnv, Session, StatusKind,
+};
+use switchboard_store::{Store, StoreError};
+use switchboard_vault::Vault;
+use tokio::sync::{Mutex, Notify, OwnedRwLockReadGuard, RwLock, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::bus::EventBus;
+use crate::registry::Registry;
+
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// First reconnect delay; doubles per failed attempt.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// How long in-flight actions may run on after their session is stopped.
+    pub drain_grace: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(60),
+            drain_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why no session can be lent right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotReady {
+    /// The connection exists but cannot run actions; the text says why.
+    Waiting(String),
+    /// There is no such connection.
+    Gone,
+}
+
+/// A live session lent to one action. Dropping it returns the loan.
+pub struct ActionPermit {
+    pub session: Arc<dyn Session>,
+    _inflight: OwnedRwLockReadGuard<()>,
+    abort: CancellationToken,
+}
+
+impl ActionPermit {
+    /// Resolves when the session is being stopped and the grace period for
+    /// in-flight actions ran out.
+    pub fn aborted(&self) -> WaitForCancellationFutureOwned {
+        self.abort.clone().cancelled_owned()
+    }
+}
+
+#[derive(Clone)]
+struct LiveSession {
+    session: Arc<dyn Session>,
+    inflight: Arc<RwLock<()>>,
+    abort: CancellationToken,
+}
+
+struct Runtime {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+type Slot = Arc<Mutex<Option<Runtime>>>;
+
+struct Inner {
+    store: Store,
+    vault: Arc<Vault>,
+    bus: Arc<EventBus>,
+    registry: Arc<Registry>,
+    config: SupervisorConfig,
+    slots: std::sync::Mutex<HashMap<String, Slot>>,
+    sessions: std::sync::RwLock<HashMap<String, LiveSession>>,
+    statuses: std::sync::Mutex<HashMap<String, ConnectionStatus>>,
+    /// Serializes persist+publish of status transitions so the event log
+    /// shows them in the order they happened.
+    status_order: Mutex<()>,
+    /// Bumped whenever a session or status changes; `acquire` waits on it.
+    changed: watch::Sender<u64>,
+    /// Wakes the job claimer when waiting jobs became due.
+    jobs_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+/// Cheap to clone; all clones drive the same runtimes.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+enum Ended {
+    Cancelled,
+    /// Stop retrying until the connection changes.
+    Fatal(StatusKind, String),
+    /// Reconnect after a backoff; `was_connected` resets the backoff.
+    Retry { reason: String, was_connected: bool },
+}
+
+fn reauth_reason(detail: &str) -> String {
+    format!("the service rejected the credentials ({detail}); reconnect this account to resume")
+}
+
+impl Supervisor {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        bus: Arc<EventBus>,
+        registry: Arc<Registry>,
+        config: SupervisorConfig,
+        jobs_wake: Arc<Notify>,
+    ) -> Supervisor {
+        let (changed, _) = watch::channel(0);
+        Supervisor {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                bus,
+                registry,
+                config,
+                slots: Default::default(),
+                sessions: Default::default(),
+                statuses: Default::default(),
+                status_order: Mutex::new(()),
+                changed,
+                jobs_wake,
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Start a runtime for every enabled connection.
+    pub async fn start_all(&self) -> Result<(), StoreError> {
+        let connections = self.inner.store.list_connections().await?;
+        {
+            let mut statuses = self.inner.statuses.lock().expect("status map poisoned");
+            for c in &connections {
+                statuses.insert(c.id.clone(), c.status.clone());
+            }
+        }
+        for c in connections {
+            self.apply(&c.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Bring the runtime of one connection in line with the store: see the
+    /// module docs. Returns when the old runtime has stopped and the new one
+    /// (if any) has been started; connecting happens in the background.
+    pub async fn apply(&self, id: &str) -> Result<(), StoreError> {
+        let slot = self.inner.slot(id);
+        let mut slot = slot.lock().await;
+        if let Some(runtime) = slot.take() {
+            runtime.cancel.cancel();
+            let _ = runtime.task.await;
+        }
+        let connection = self.inner.store.get_connection(id).await?;
+        match connection {
+            Some(c) if c.enabled && !self.inner.shutdown.is_cancelled() => {
+                self.inner
+                    .statuses
+                    .lock()
+                    .expect("status map poisoned")
+                    .entry(c.id.clone())
+                    .or_insert_with(|| c.status.clone());
+                let cancel = self.inner.shutdown.child_token();
+                let task = tokio::spawn(run_runtime(self.inner.clone(), c.id.clone(), cancel.clone()));
+                *slot = Some(Runtime { cancel, task });
+            }
+            Some(c) => {
+                let reason = if c.enabled { "the daemon is stopping" } else { "disabled" };
+                self.inner
+                    .statuses
+                    .lock()
+                    .expect("status map poisoned")
+                    .entry(c.id.clone())
+                    .or_insert_with(|| c.status.clone());
+                self.inner
+                    .set_status(id, StatusKind::Disconnected, Some(reason.to_owned()))
+                    .await;
+            }
+            None => {
+                self.inner.statuses.lock().expect("status map poisoned").remove(id);
+                self.inner.slots.lock().expect("slot map poisoned").remove(id);
+                self.inner.changed.send_modify(|g| *g += 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop every runtime (in-flight actions get the drain grace period).
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let ids: Vec<String> = self.inner.slots.lock().expect("slot map poisoned").keys().cloned().collect();
+        let stops = ids.iter().map(|id| self.apply(id));
+        for result in futures::future::join_all(stops).await {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not record a connection stop");
+            }
+        }
+    }
+
+    /// The current status of a connection, if it exists.
+    pub fn status(&self, id: &str) -> Option<ConnectionStatus> {
+        self.inner.statuses.lock().expect("status map poisoned").get(id).cloned()
+    }
+
+    /// Lend the live session of a connection to one action, waiting up to
+    /// `wait` while it is connecting.
+    pub async fn acquire(&self, id: &str, wait: Duration) -> Result<ActionPermit, NotReady> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let live = self.inner.sessions.read().expect("session map poisoned").get(id).cloned();
+            if let Some(live) = live
+                && let Ok(guard) = live.inflight.clone().try_read_owned()
+            {
+                return Ok(ActionPermit {
+                    session: live.session,
+                    _inflight: guard,
+                    abort: live.abort,
+                });
+            }
+            let status = match self.status(id) {
+                Some(status) => status,
+                None => return Err(NotReady::Gone),
+            };
+            let why = match &status.reason {
+                Some(reason) => format!("connection is {}: {reason}", status.kind),
+                None => format!("connection is {}", status.kind),
+            };
+            // Only a connection on its way up is worth waiting for here;
+            // the others wait in the queue until they change.
+            let worth_waiting = matches!(status.kind, StatusKind::Connecting | StatusKind::Connected | StatusKind::Degraded);
+            if !worth_waiting {
+                return Err(NotReady::Waiting(why));
+            }
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(NotReady::Waiting(why)),
+            }
+        }
+    }
+
+    /// An action was refused for its credentials: the connection goes to
+    /// `needs_reauth` and its session is stopped until new credentials arrive.
+    pub async fn mark_needs_reauth(&self, id: &str, detail: &str) {
+        let slot = self.inner.slot(id);
+        let mut slot = slot.lock().await;
+        if let Some(runtime) = slot.take() {
+            runtime.cancel.cancel();
+            let _ = runtime.task.await;
+        }
+        self.inner
+            .set_status(id, StatusKind::NeedsReauth, Some(reauth_reason(detail)))
+            .await;
+    }
+}
+
+impl Inner {
+    fn slot(&self, id: &str) -> Slot {
+        self.slots
+            .lock()
+            .expect("slot map poisoned")
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn set_status(&self, id: &str, kind: StatusKind, reason: Option<String>) {
+        let _order = self.status_order.lock().await;
+        let (previous, status) = {
+            let mut statuses = self.statuses.lock().expect("status map poisoned");
+            let previous = statuses.get(id).cloned();
+            if let Some(p) = &previous
+                && p.kind == kind
+                && p.reason == reason
+            {
+                return;
+            }
+            if previous.is_none() && kind != StatusKind::Disconnected {
+                // The connection was deleted while its runtime wound down.
+                return;
+            }
+            let status = ConnectionStatus::new(kind, reason);
+            statuses.insert(id.to_owned(), status.clone());
+            (previous, status)
+        };
+        tracing::info!(connection = %id, status = %status.kind, reason = status.reason.as_deref().unwrap_or(""), "connection status");
+        if let Err(error) = self.store.set_connection_status(id, &status).await {
+            tracing::error!(%error, connection = %id, "could not persist connection status");
+        }
+        self.bus
+            .publish_or_log(NewEvent::connection_status(id, previous.as_ref(), &status))
+            .await;
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    fn install(&self, id: &str, live: LiveSession) {
+        self.sessions.write().expect("session map poisoned").insert(id.to_owned(), live);
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    fn withdraw(&self, id: &str, live: &LiveSession) {
+        let mut sessions = self.sessions.write().expect("session map poisoned");
+        if sessions.get(id).is_some_and(|s| Arc::ptr_eq(&s.inflight, &live.inflight)) {
+            sessions.remove(id);
+        }
+        drop(sessions);
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Wait for in-flight actions to finish; abort them after the grace period.
+    async fn drain(&self, live: &LiveSession) {
+        if tokio::time::timeout(self.config.drain_grace, live.inflight.write()).await.is_err() {
+            tracing::warn!("in-flight actions outlived the drain grace period; aborting them");
+            live.abort.cancel();
+            let _ = live.inflight.write().await;
+        }
+    }
+
+    async fn wake_waiting_jobs(&self, id: &str) {
+        match self.store.wake_waiting_jobs(id, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(connection = %id, jobs = n, "waking jobs that waited for this connection");
+                self.jobs_wake.notify_one();
+            }
+            Err(error) => tracing::warn!(%error, connection = %id, "could not wake waiting jobs"),
+        }
+    }
+
+    /// Open one session and run it until it ends.
+    async fn open_and_run(
+        self: &Arc<Self>,
+        id: &str,
+        cancel: &CancellationToken,
+        reauth: &mut mpsc::UnboundedReceiver<String>,
+        reauth_sender: &mpsc::UnboundedSender<String>,
+    ) -> Ended {
+        let retry = |reason: String| Ended::Retry {
+            reason,
+            was_connected: false,
+        };
+        let connection = match self.store.get_connection(id).await {
+            Ok(Some(c)) if c.enabled => c,
+            Ok(_) => return Ended::Cancelled,
+            Err(e) => return retry(format!("could not read the connection: {e}")),
+        };
+        let Some(connector) = self.registry.connector(&connection.connector).cloned() else {
+            return Ended::Fatal(
+                StatusKind::Error,
+                format!("connector `{}` is not part of this build", connection.connector),
+            );
+        };
+        let secrets = match self.vault.secrets(id).await {
+            Ok(secrets) => secrets,
+            Err(e) if e.is_retryable() => return retry(e.to_string()),
+            Err(e) => return Ended::Fatal(StatusKind::Error, e.to_string()),
+        };
+        let session_cancel = cancel.child_token();
+        let env = Arc::new(Env {
+            inner: Arc::downgrade(self),
+            connection_id: id.to_owned(),
+            reauth: reauth_sender.clone(),
+            cancel: session_cancel.clone(),
+        });
+        let ctx = RuntimeContext {
+            connection_id: id.to_owned(),
+            settings: connection.settings.clone(),
+            secrets,
+            env,
+            cancel: session_cancel.clone(),
+        };
+        let opened = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ended::Cancelled,
+            opened = connector.connect(ctx) => opened,
+        };
+        let session = match opened {
+            Ok(session) => session,
+            Err(ConnectorError::NeedsReauth(m)) => return Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&m)),
+            Err(ConnectorError::Misconfigured(m)) => return Ended::Fatal(StatusKind::Error, m),
+            Err(ConnectorError::Unavailable(m)) => return retry(m),
+        };
+        let live = LiveSession {
+            session: session.clone(),
+            inflight: Arc::new(RwLock::new(())),
+            abort: CancellationToken::new(),
+        };
+        self.install(id, live.clone());
+        self.set_status(id, StatusKind::Connected, None).await;
+        self.wake_waiting_jobs(id).await;
+
+        enum RunEnd {
+            Cancelled,
+            Reauth(String),
+            Ended(Result<(), ConnectorError>),
+        }
+        let ended = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => RunEnd::Cancelled,
+            Some(detail) = reauth.recv() => RunEnd::Reauth(detail),
+            result = session.run(session_cancel.clone()) => RunEnd::Ended(result),
+        };
+        session_cancel.cancel();
+        self.withdraw(id, &live);
+        self.drain(&live).await;
+        if cancel.is_cancelled() {
+            return Ended::Cancelled;
+        }
+        match ended {
+            RunEnd::Cancelled => Ended::Cancelled,
+            RunEnd::Reauth(detail) => Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&detail)),
+            RunEnd::Ended(Ok(())) => Ended::Retry {
+                reason: "the session ended".into(),
+                was_connected: true,
+            },
+            RunEnd::Ended(Err(ConnectorError::NeedsReauth(m))) => {
+                Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&m))
+            }
+            RunEnd::Ended(Err(ConnectorError::Misconfigured(m))) => Ended::Fatal(StatusKind::Error, m),
+            RunEnd::Ended(Err(ConnectorError::Unavailable(m))) => Ended::Retry {
+                reason: m,
+                was_connected: true,
+            },
+        }
+    }
+}
+
+fn reconnect_delays(config: &SupervisorConfig) -> impl Iterator<Item = Duration> + use<> {
+    ExponentialBuilder::default()
+        .with_min_delay(config.reconnect_min)
+        .with_max_delay(config.reconnect_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn run_runtime(inner: Arc<Inner>, id: String, cancel: CancellationToken) {
+    let (reauth_sender, mut reauth) = mpsc::unbounded_channel();
+    let mut delays = reconnect_delays(&inner.config);
+    let mut attempt: u64 = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        attempt += 1;
+        let reason = (attempt > 1).then(|| format!("reconnecting (attempt {attempt})"));
+        inner.set_status(&id, StatusKind::Connecting, reason).await;
+        match inner.open_and_run(&id, &cancel, &mut reauth, &reauth_sender).await {
+            Ended::Cancelled => return,
+            Ended::Fatal(kind, reason) => {
+                inner.set_status(&id, kind, Some(reason)).await;
+                cancel.cancelled().await;
+                return;
+            }
+            Ended::Retry { reason, was_connected } => {
+                if was_connected {
+                    delays = reconnect_delays(&inner.config);
+                    attempt = 1;
+                }
+                let delay = delays.next().unwrap_or(inner.config.reconnect_max);
+                tracing::warn!(connection = %id, %reason, ?delay, "connection failed; will reconnect");
+                inner
+                    .set_status(
+                        &id,
+                        StatusKind::Error,
+                        Some(format!("{reason}; retrying in {:.1}s", delay.as_secs_f64())),
+                    )
+                    .await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a session sees of the daemon.
+struct Env {
+    inner: Weak<Inner>,
+    connection_id: String,
+    reauth: mpsc::UnboundedSender<String>,
+    cancel: CancellationToken,
+}
+
+#[async_trait]
+impl RuntimeEnv for Env {
+    async fn emit(&self, event_type: &str, payload: Value) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner
+                .bus
+                .publish_or_log(NewEvent::new(event_type, Some(self.connection_id.clone()), payload))
+                .await;
+        }
+    }
+
+    async fn report_status(&self, kind: StatusKind, reason: Option<String>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        match kind {
+            StatusKind::NeedsReauth => {
+                let _ = self.reauth.send(reason.unwrap_or_else(|| "credentials rejected".into()));
+            }
+            StatusKind::Connected | StatusKind::Degraded => {
+                if let Some(inner) = self.inner.upgrade() {
+                    inner.set_status(&self.connection_id, kind, reason).await;
+                }
+            }
+            other => tracing::warn!(
+                connection = %self.connection_id,
+                status = %other,
+                "a session may only report connected, degraded or needs_reauth; it ends its run to report failure"
+            ),
+        }
+    }
+}
