@@ -1,0 +1,108 @@
+//! The REST API under `/api/v1`, described by an OpenAPI document generated
+//! from these handlers and served at `/api/v1/openapi.json`.
+//!
+//! Handlers are thin: extract, call the [`Engine`], map the result. Every
+//! error leaves as `application/problem+json` ([`error::ApiError`]) with a
+//! stable `code` and, for bad input, the fields at fault. Internal errors are
+//! logged and never shown.
+//!
+//! **API boundary:** request and response bodies are the types in [`model`],
+//! converted explicitly from the domain types.
+
+pub mod auth;
+pub mod error;
+mod extract;
+pub mod model;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use switchboard_runtime::Engine;
+use tower_http::trace::TraceLayer;
+use auth::BearerScheme;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: Arc<Engine>,
+    pub started: Instant,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchboard",
+        description = "Connections, jobs and events of a switchboard daemon. Authenticate with `Authorization: Bearer <token>`. Errors are application/problem+json (RFC 9457) with a stable `code` and, for bad input, `errors[].field`.",
+    ),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+    tags(
+        (name = "system", description = "Health and the API description"),
+        (name = "connectors", description = "Kinds of service this build can connect to"),
+        (name = "connections", description = "Accounts and instances, their settings, secrets and status"),
+        (name = "jobs", description = "Durable action invocations"),
+        (name = "events", description = "The event log and its live stream"),
+        (name = "vault", description = "The secret store"),
+    )
+)]
+struct ApiDoc;
+
+/// Options of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions { body_limit: 1024 * 1024 }
+    }
+}
+
+/// The router: `/api/v1/...` plus the OpenAPI document.
+pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
+    let state = ApiState {
+        engine,
+        started: Instant::now(),
+    };
+    let (protected, mut doc) = routes::protected().split_for_parts();
+    let (public, public_doc) = routes::public().split_for_parts();
+    doc.merge(public_doc);
+    let doc = ApiDoc::openapi().merge_from(doc);
+    let protected = protected.layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let doc = Arc::new(doc);
+    let api = Router::new()
+        .merge(protected)
+        .merge(public)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json((*doc).clone()) }
+            }),
+        )
+        .fallback(routes::not_found)
+        .with_state(state);
+    Router::new()
+        .nest("/api/v1", api)
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// The OpenAPI document, for tests and tooling that want it without a server.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes::protected().split_for_parts();
+    let (_, public_doc) = routes::public().split_for_parts();
+    doc.merge(public_doc);
+    ApiDoc::openapi().merge_from(doc)
+}
+
+pub(crate) fn openapi_router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+}

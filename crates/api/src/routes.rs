@@ -1,0 +1,378 @@
+//! The handlers. Each one extracts, calls the engine, and maps the result.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::collections::BTreeMap;
+use secrecy::SecretString;
+use serde_json::Value;
+use switchboard_core::{Event, JobState};
+use switchboard_runtime::{NewConnection, SubmitJob as DomainSubmit, UpdateConnection as DomainUpdate};
+use switchboard_store::{Backend, EventFilter, JobFilter};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::ApiJson;
+use crate::model::*;
+use crate::{ApiState, openapi_router};
+
+pub(crate) fn public() -> OpenApiRouter<ApiState> {
+    openapi_router().routes(routes!(health))
+}
+
+pub(crate) fn protected() -> OpenApiRouter<ApiState> {
+    openapi_router()
+        .routes(routes!(list_connectors))
+        .routes(routes!(get_connector))
+        .routes(routes!(list_connections, create_connection))
+        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(set_settings))
+        .routes(routes!(set_secrets))
+        .routes(routes!(get_status))
+        .routes(routes!(restart_connection))
+        .routes(routes!(list_jobs, submit_job))
+        .routes(routes!(get_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(list_events))
+        .routes(routes!(stream_events))
+        .routes(routes!(rotate_key))
+}
+
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("there is no endpoint at {}; the API is described at /api/v1/openapi.json", uri.path()),
+    )
+}
+
+/// Liveness and identity of the daemon. Needs no token.
+#[utoipa::path(get, path = "/health", tag = "system", security(()),
+    responses((status = 200, body = Health), (status = 503, body = Problem)))]
+async fn health(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
+    let store = state.engine.store();
+    store.ping().await.map_err(|e| {
+        tracing::error!(error = %e, "health check: database unreachable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database does not answer")
+    })?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        node_id: state.engine.node_id().to_owned(),
+        database: match store.backend() {
+            Backend::Sqlite => "sqlite".into(),
+            Backend::Postgres => "postgres".into(),
+        },
+        uptime_ms: state.started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// The connectors this build knows, with their settings, secrets, triggers and actions.
+#[utoipa::path(get, path = "/connectors", tag = "connectors",
+    responses((status = 200, body = Vec<ConnectorView>), (status = 401, body = Problem)))]
+async fn list_connectors(State(state): State<ApiState>) -> Json<Vec<ConnectorView>> {
+    Json(state.engine.connectors().into_iter().map(Into::into).collect())
+}
+
+#[utoipa::path(get, path = "/connectors/{name}", tag = "connectors",
+    responses((status = 200, body = ConnectorView), (status = 404, body = Problem)))]
+async fn get_connector(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ConnectorView>, ApiError> {
+    Ok(Json(state.engine.connector(&name)?.into()))
+}
+
+#[utoipa::path(get, path = "/connections", tag = "connections",
+    responses((status = 200, body = Vec<ConnectionView>), (status = 401, body = Problem)))]
+async fn list_connections(State(state): State<ApiState>) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+    let views = state.engine.list_connections().await?;
+    Ok(Json(views.into_iter().map(Into::into).collect()))
+}
+
+/// Create a connection; its runtime starts at once when enabled.
+#[utoipa::path(post, path = "/connections", tag = "connections", request_body = CreateConnection,
+    responses((status = 201, body = ConnectionView), (status = 413, body = Problem), (status = 422, body = Problem), (status = 409, body = Problem)))]
+async fn create_connection(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<CreateConnection>,
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
+    let view = state
+        .engine
+        .create_connection(NewConnection {
+            connector: body.connector,
+            label: body.label,
+            enabled: body.enabled,
+            settings: body.settings,
+            secrets: body.secrets,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+#[utoipa::path(get, path = "/connections/{id}", tag = "connections",
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
+async fn get_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+    Ok(Json(state.engine.get_connection(&id).await?.into()))
+}
+
+/// Change label, enabled or settings. The runtime restarts in place with them.
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", request_body = UpdateConnection,
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateConnection>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let view = state
+        .engine
+        .update_connection(
+            &id,
+            DomainUpdate {
+                label: body.label,
+                enabled: body.enabled,
+                settings: body.settings,
+            },
+        )
+        .await?;
+    Ok(Json(view.into()))
+}
+
+/// Delete a connection, its secrets and its data key.
+#[utoipa::path(delete, path = "/connections/{id}", tag = "connections",
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.engine.delete_connection(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace the settings. The runtime restarts in place with them.
+#[utoipa::path(put, path = "/connections/{id}/settings", tag = "connections", request_body = Object,
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn set_settings(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    ApiJson(settings): ApiJson<Value>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let update = DomainUpdate {
+        settings: Some(settings),
+        ..Default::default()
+    };
+    Ok(Json(state.engine.update_connection(&id, update).await?.into()))
+}
+
+/// Set or delete secrets (write-only: values are never returned). The
+/// runtime restarts in place with them.
+#[utoipa::path(put, path = "/connections/{id}/secrets", tag = "connections", request_body(content = BTreeMap<String, Option<String>>, description = "A string sets the secret, null deletes it"),
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn set_secrets(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    ApiJson(SetSecrets(secrets)): ApiJson<SetSecrets>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let changes: BTreeMap<String, Option<SecretString>> = secrets;
+    Ok(Json(state.engine.set_secrets(&id, changes).await?.into()))
+}
+
+#[utoipa::path(get, path = "/connections/{id}/status", tag = "connections",
+    responses((status = 200, body = StatusView), (status = 404, body = Problem)))]
+async fn get_status(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<StatusView>, ApiError> {
+    let view: ConnectionView = state.engine.get_connection(&id).await?.into();
+    Ok(Json(view.status))
+}
+
+/// Restart the runtime with its current settings and secrets.
+#[utoipa::path(post, path = "/connections/{id}/restart", tag = "connections",
+    responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
+async fn restart_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+    Ok(Json(state.engine.restart_connection(&id).await?.into()))
+}
+
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = Vec<JobView>), (status = 422, body = Problem)))]
+async fn list_jobs(State(state): State<ApiState>, Query(query): Query<JobQuery>) -> Result<Json<Vec<JobView>>, ApiError> {
+    let job_state = match query.state.as_deref() {
+        Some(s) => Some(s.parse::<JobState>().map_err(|e| {
+            ApiError::invalid("state", format!("{e}; use queued, running, succeeded, failed or dead"))
+        })?),
+        None => None,
+    };
+    let filter = JobFilter {
+        state: job_state,
+        connection_id: query.connection_id,
+        before_id: query.before,
+        limit: query.limit.unwrap_or(100),
+    };
+    let jobs = state.engine.list_jobs(&filter).await?;
+    Ok(Json(jobs.into_iter().map(Into::into).collect()))
+}
+
+/// Queue an action as a durable job. Answers 201 for a new job and 200 with
+/// the first job when the idempotency key was used before.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = SubmitJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key` in the body")),
+    responses((status = 201, body = JobView), (status = 200, body = JobView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn submit_job(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SubmitJob>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "use printable ASCII"))
+        })
+        .transpose()?;
+    let idempotency_key = match (header_key, body.idempotency_key) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::invalid(
+                "idempotency_key",
+                "the Idempotency-Key header and the body's idempotency_key differ; send one",
+            ));
+        }
+        (h, b) => h.or(b),
+    };
+    let (job, created) = state
+        .engine
+        .submit_job(DomainSubmit {
+            connection_id: body.connection_id,
+            action: body.action,
+            params: body.params,
+            idempotency_key,
+            max_attempts: body.max_attempts,
+        })
+        .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(job.into())))
+}
+
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    responses((status = 200, body = JobView), (status = 404, body = Problem)))]
+async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.engine.get_job(&id).await?.into()))
+}
+
+/// Queue a failed or dead job again.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
+    responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn retry_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(state.engine.retry_job(&id).await?.into()))
+}
+
+fn event_filter(query: &EventQuery) -> EventFilter {
+    EventFilter {
+        after_id: query.after,
+        kind: query.kind.clone(),
+        connection_id: query.connection_id.clone(),
+        limit: query.limit.unwrap_or(100),
+    }
+}
+
+/// Events from the log, oldest first.
+#[utoipa::path(get, path = "/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = Vec<EventView>)))]
+async fn list_events(State(state): State<ApiState>, Query(query): Query<EventQuery>) -> Result<Json<Vec<EventView>>, ApiError> {
+    let events = state.engine.list_events(&event_filter(&query)).await?;
+    Ok(Json(events.iter().map(EventView::from).collect()))
+}
+
+fn matches(event: &Event, filter: &EventFilter) -> bool {
+    let kind_ok = match filter.kind.as_deref() {
+        None => true,
+        Some(k) if k.ends_with('*') => event.kind.starts_with(k.trim_end_matches('*')),
+        Some(k) if k.ends_with('.') => event.kind.starts_with(k),
+        Some(k) => event.kind == k,
+    };
+    let connection_ok = filter
+        .connection_id
+        .as_ref()
+        .is_none_or(|c| event.connection_id.as_ref() == Some(c));
+    kind_ok && connection_ok
+}
+
+fn sse_event(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind.clone())
+        .json_data(EventView::from(event))
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}
+
+/// Live events as Server-Sent Events. With `after` (or `Last-Event-ID`) the
+/// log from that point is replayed first, so a reconnecting client misses
+/// nothing and sees nothing twice.
+#[utoipa::path(get, path = "/events/stream", tag = "events", params(EventQuery),
+    responses((status = 200, description = "text/event-stream of events; each SSE id is the event id", content_type = "text/event-stream")))]
+async fn stream_events(State(state): State<ApiState>, Query(query): Query<EventQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .or(query.after);
+    // Subscribe before reading the log so nothing falls between the two.
+    let mut live = state.engine.subscribe_events();
+    let engine = state.engine.clone();
+    let mut filter = event_filter(&query);
+    filter.limit = 1000;
+    let start = match resume {
+        Some(id) => id,
+        None => engine.store().last_event_id().await.map_err(|e| ApiError::internal(&e))?,
+    };
+    let stream = async_stream::stream! {
+        let mut last = start;
+        let mut replay = resume.is_some();
+        loop {
+            if replay {
+                loop {
+                    filter.after_id = Some(last);
+                    let page = match engine.list_events(&EventFilter { kind: None, connection_id: None, ..filter.clone() }).await {
+                        Ok(page) => page,
+                        Err(error) => {
+                            tracing::error!(%error, "event stream: could not read the log");
+                            return;
+                        }
+                    };
+                    if page.is_empty() {
+                        break;
+                    }
+                    for event in &page {
+                        last = event.id;
+                        if matches(event, &filter) {
+                            yield Ok::<_, Infallible>(sse_event(event));
+                        }
+                    }
+                }
+                replay = false;
+            }
+            match live.recv().await {
+                Ok(event) => {
+                    if event.id > last {
+                        last = event.id;
+                        if matches(&event, &filter) {
+                            yield Ok(sse_event(&event));
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => replay = true,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Replace the master key and re-wrap every data key, without downtime.
+#[utoipa::path(post, path = "/vault/rotate-key", tag = "vault",
+    responses((status = 200, body = RotateKeyResult), (status = 409, body = Problem)))]
+async fn rotate_key(State(state): State<ApiState>) -> Result<Json<RotateKeyResult>, ApiError> {
+    let count = state.engine.rotate_master_key().await?;
+    Ok(Json(RotateKeyResult {
+        data_keys_rewrapped: count,
+    }))
+}
