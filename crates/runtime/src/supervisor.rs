@@ -205,6 +205,9 @@ impl Supervisor {
                     .expect("status map poisoned")
                     .entry(c.id.clone())
                     .or_insert_with(|| c.status.clone());
+                // Report `connecting` before returning, so callers see the
+                // restart has begun; the runtime's first step repeats it.
+                self.inner.set_status(id, StatusKind::Connecting, None).await;
                 let cancel = self.inner.shutdown.child_token();
                 let task = tokio::spawn(run_runtime(self.inner.clone(), c.id.clone(), cancel.clone()));
                 *slot = Some(Runtime { cancel, task });

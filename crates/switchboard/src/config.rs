@@ -1,0 +1,323 @@
+//! Configuration, in two phases: [`Config`] is parsed (defaults, then a TOML
+//! file, then `SWITCHBOARD_*` environment variables, `__` for nesting) with
+//! no side effects; [`Config::resolve`] checks it and produces the
+//! [`Settings`] the daemon runs with.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use switchboard_runtime::RuntimeConfig;
+use switchboard_runtime::jobs::JobsConfig;
+use switchboard_runtime::supervisor::SupervisorConfig;
+
+/// Environment variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["MASTER_KEY", "NEW_MASTER_KEY", "URL", "TOKEN", "CONFIG", "LOG"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite database, the master key and other state live.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://...`; default: `switchboard.db` in the data dir.
+    pub database_url: Option<String>,
+    /// `pretty` or `json`.
+    pub log_format: String,
+    pub jobs: JobsSection,
+    pub events: EventsSection,
+    pub limits: LimitsSection,
+    pub supervisor: SupervisorSection,
+    /// Base URLs of external services, so the same code talks to the real
+    /// services or to the simulators.
+    pub services: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    pub workers: usize,
+    pub lease_secs: u64,
+    pub poll_ms: u64,
+    pub max_attempts: i64,
+    pub retry_base_ms: u64,
+    pub retry_cap_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    pub retention_days: u64,
+    pub max_rows: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest accepted request body.
+    pub body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorSection {
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub drain_grace_ms: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => Path::new(&home).join(".local/share/switchboard"),
+        None => PathBuf::from("switchboard-data"),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let jobs = JobsConfig::default();
+        let runtime = RuntimeConfig::default();
+        let supervisor = SupervisorConfig::default();
+        Config {
+            data_dir: default_data_dir(),
+            listen: "127.0.0.1:7700".into(),
+            database_url: None,
+            log_format: "pretty".into(),
+            jobs: JobsSection {
+                workers: jobs.workers,
+                lease_secs: jobs.lease.as_secs(),
+                poll_ms: jobs.poll.as_millis() as u64,
+                max_attempts: runtime.default_max_attempts,
+                retry_base_ms: jobs.retry_base.as_millis() as u64,
+                retry_cap_secs: jobs.retry_cap.as_secs(),
+            },
+            events: EventsSection {
+                retention_days: 7,
+                max_rows: runtime.event_max_rows,
+            },
+            limits: LimitsSection {
+                body_bytes: 1024 * 1024,
+            },
+            supervisor: SupervisorSection {
+                reconnect_min_ms: supervisor.reconnect_min.as_millis() as u64,
+                reconnect_max_ms: supervisor.reconnect_max.as_millis() as u64,
+                drain_grace_ms: supervisor.drain_grace.as_millis() as u64,
+            },
+            services: default_services(),
+        }
+    }
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Config::default().jobs
+    }
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Config::default().events
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Config::default().limits
+    }
+}
+
+impl Default for SupervisorSection {
+    fn default() -> Self {
+        Config::default().supervisor
+    }
+}
+
+/// The real services' base URLs; each can be pointed at a simulator.
+pub fn default_services() -> BTreeMap<String, String> {
+    [
+        ("x_api", "https://api.x.com"),
+        ("x_authorize", "https://x.com/i/oauth2/authorize"),
+        ("twitch_helix", "https://api.twitch.tv/helix"),
+        ("twitch_id", "https://id.twitch.tv"),
+        ("twitch_irc", "wss://irc-ws.chat.twitch.tv:443"),
+        ("twitch_eventsub", "wss://eventsub.wss.twitch.tv/ws"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration: `{field}` {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// What the daemon runs with, after checking.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub log_format: String,
+    pub runtime: RuntimeConfig,
+    pub body_limit: usize,
+    pub services: BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given; a missing file is an error), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    field: "--config",
+                    message: format!("file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").ignore(NOT_CONFIG).split("__"));
+        figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))
+    }
+
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|e| ConfigError::Invalid {
+            field: "listen",
+            message: format!("must be an address like 127.0.0.1:7700 ({e})"),
+        })?;
+        let database_url = match self.database_url {
+            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => url,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    field: "database_url",
+                    message: "must start with sqlite:// or postgres://".into(),
+                });
+            }
+            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+        };
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return Err(ConfigError::Invalid {
+                field: "log_format",
+                message: "must be `pretty` or `json`".into(),
+            });
+        }
+        if self.jobs.workers == 0 || self.jobs.workers > 1024 {
+            return Err(ConfigError::Invalid {
+                field: "jobs.workers",
+                message: "must be between 1 and 1024".into(),
+            });
+        }
+        if self.jobs.lease_secs < 1 {
+            return Err(ConfigError::Invalid {
+                field: "jobs.lease_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if !(1..=100).contains(&self.jobs.max_attempts) {
+            return Err(ConfigError::Invalid {
+                field: "jobs.max_attempts",
+                message: "must be between 1 and 100".into(),
+            });
+        }
+        let is_sqlite = database_url.starts_with("sqlite:");
+        let runtime = RuntimeConfig {
+            supervisor: SupervisorConfig {
+                reconnect_min: Duration::from_millis(self.supervisor.reconnect_min_ms.max(1)),
+                reconnect_max: Duration::from_millis(self.supervisor.reconnect_max_ms.max(self.supervisor.reconnect_min_ms.max(1))),
+                drain_grace: Duration::from_millis(self.supervisor.drain_grace_ms),
+            },
+            jobs: JobsConfig {
+                workers: self.jobs.workers,
+                lease: Duration::from_secs(self.jobs.lease_secs),
+                poll: Duration::from_millis(self.jobs.poll_ms.max(10)),
+                retry_base: Duration::from_millis(self.jobs.retry_base_ms.max(1)),
+                retry_cap: Duration::from_secs(self.jobs.retry_cap_secs.max(1)),
+                exclusive_database: is_sqlite,
+                ..JobsConfig::default()
+            },
+            default_max_attempts: self.jobs.max_attempts,
+            event_retention: Duration::from_secs(self.events.retention_days.max(1) * 24 * 3600),
+            event_max_rows: self.events.max_rows.max(1000),
+        };
+        let mut services = default_services();
+        services.extend(self.services);
+        Ok(Settings {
+            data_dir: self.data_dir,
+            listen,
+            database_url,
+            log_format: self.log_format,
+            runtime,
+            body_limit: self.limits.body_bytes.max(1024),
+            services,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_to_sqlite_in_the_data_dir() {
+        let settings = Config {
+            data_dir: PathBuf::from("/tmp/sb"),
+            ..Config::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(settings.database_url, "sqlite:///tmp/sb/switchboard.db");
+        assert!(settings.is_sqlite());
+        assert!(settings.runtime.jobs.exclusive_database);
+        assert_eq!(settings.services["x_api"], "https://api.x.com");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let err = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("`listen`"), "{err}");
+        let err = Config {
+            database_url: Some("mysql://x".into()),
+            ..Config::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("`database_url`"), "{err}");
+    }
+
+    #[test]
+    fn a_toml_file_and_the_environment_layer_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[jobs]\nworkers = 3\n[services]\nx_api = \"http://127.0.0.1:1234\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000");
+        assert_eq!(config.jobs.workers, 3);
+        let settings = config.resolve().unwrap();
+        assert_eq!(settings.services["x_api"], "http://127.0.0.1:1234");
+        assert_eq!(settings.services["twitch_helix"], "https://api.twitch.tv/helix");
+
+        std::fs::write(&path, "lisen = \"typo\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Assembling and running the daemon: data dir, database, vault, connectors,
+//! engine, HTTP server. `serve`, `demo`, the tests and the benchmarks all
+//! start a daemon through [`start`].
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use switchboard_api::ApiOptions;
+use switchboard_connector_echo::EchoConnector;
+use switchboard_runtime::{Engine, Registry};
+use switchboard_store::{Store, StoreError, redact_url};
+use switchboard_vault::{KeySource, Opened, Vault, VaultError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot use the data directory {path}: {message}")]
+    DataDir { path: PathBuf, message: String },
+    #[error(
+        "another switchboard process is using {path}. SQLite allows one daemon per data directory; stop the other one, \
+         or use PostgreSQL (database_url = \"postgres://...\") to run several"
+    )]
+    Locked { path: PathBuf },
+    #[error("cannot open the database {url}: {source}")]
+    Database { url: String, source: StoreError },
+    #[error("refusing to start: {0}")]
+    Vault(#[from] VaultError),
+    #[error("cannot listen on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
+    #[error("{0}")]
+    Start(String),
+}
+
+/// The connectors of this build.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(EchoConnector::new()))
+        .expect("built-in connector manifests are valid");
+    registry
+}
+
+/// Where the master key comes from: `SWITCHBOARD_MASTER_KEY`, else the key
+/// file in the data dir.
+pub fn key_source(data_dir: &Path) -> KeySource {
+    match std::env::var("SWITCHBOARD_MASTER_KEY") {
+        Ok(key) if !key.trim().is_empty() => KeySource::Environment(SecretString::from(key)),
+        _ => KeySource::File(data_dir.join("master.key")),
+    }
+}
+
+/// Create the data directory (mode 0700) if needed.
+pub fn prepare_data_dir(path: &Path) -> Result<(), DaemonError> {
+    let fail = |e: std::io::Error| DaemonError::DataDir {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    fs::create_dir_all(path).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Hold an exclusive lock on the data dir while the SQLite database is open,
+/// so a second process cannot share the file (and mistake our running jobs
+/// for a crash's orphans).
+pub fn lock_data_dir(path: &Path) -> Result<fs::File, DaemonError> {
+    let lock_path = path.join("switchboard.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| DaemonError::DataDir {
+            path: lock_path.clone(),
+            message: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(DaemonError::Locked { path: path.to_owned() }),
+        Err(fs::TryLockError::Error(e)) => Err(DaemonError::DataDir {
+            path: lock_path,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Open the database, taking the data-dir lock first for SQLite.
+pub async fn open_store(settings: &Settings) -> Result<(Store, Option<fs::File>), DaemonError> {
+    prepare_data_dir(&settings.data_dir)?;
+    let lock = if settings.is_sqlite() {
+        Some(lock_data_dir(&settings.data_dir)?)
+    } else {
+        None
+    };
+    let store = Store::connect(&settings.database_url)
+        .await
+        .map_err(|source| DaemonError::Database {
+            url: redact_url(&settings.database_url),
+            source,
+        })?;
+    Ok((store, lock))
+}
+
+/// A running daemon.
+pub struct Running {
+    pub engine: Arc<Engine>,
+    pub addr: SocketAddr,
+    /// The admin token, when this start created it (first start only).
+    pub new_admin_token: Option<SecretString>,
+    pub vault_opened: Opened,
+    server: JoinHandle<()>,
+    stop_server: CancellationToken,
+    _lock: Option<fs::File>,
+}
+
+/// Start everything and begin serving.
+pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
+    let (store, lock) = open_store(settings).await?;
+    let (vault, vault_opened) = Vault::open(store.clone(), key_source(&settings.data_dir)).await?;
+    let engine = Engine::new(store.clone(), Arc::new(vault), registry(), settings.runtime.clone());
+    let new_admin_token = switchboard_api::auth::bootstrap_admin_token(&store)
+        .await
+        .map_err(|e| DaemonError::Start(format!("cannot create the admin token: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| DaemonError::Listen {
+            addr: settings.listen,
+            message: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| DaemonError::Listen {
+        addr: settings.listen,
+        message: e.to_string(),
+    })?;
+    engine
+        .start()
+        .await
+        .map_err(|e| DaemonError::Start(format!("cannot start connection runtimes: {e}")))?;
+    let router = switchboard_api::router(
+        engine.clone(),
+        ApiOptions {
+            body_limit: settings.body_limit,
+        },
+    );
+    let stop_server = CancellationToken::new();
+    let stop = stop_server.clone();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    Ok(Running {
+        engine,
+        addr,
+        new_admin_token,
+        vault_opened,
+        server,
+        stop_server,
+        _lock: lock,
+    })
+}
+
+impl Running {
+    /// Stop serving, finish running jobs (within their grace period), stop
+    /// every connection runtime, close the database.
+    pub async fn stop(self) {
+        self.stop_server.cancel();
+        // Live event streams never end by themselves; give ordinary requests
+        // a moment, then cut the rest.
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
+            server.abort();
+        }
+        self.engine.shutdown().await;
+        self.engine.store().close().await;
+    }
+}
+
+/// Resolve when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Install the log subscriber: `pretty` or `json` lines on stderr, filtered
+/// by `SWITCHBOARD_LOG` (or `RUST_LOG`), default `info`.
+pub fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("SWITCHBOARD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
