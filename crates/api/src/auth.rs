@@ -23,10 +23,17 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Mint a token and store its hash. The token is returned once, to be shown once.
-pub async fn create_token(store: &Store, name: &str, role: TokenRole) -> Result<SecretString, StoreError> {
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    role: TokenRole,
+) -> Result<SecretString, StoreError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
-    let token = format!("sb_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!(
+        "sb_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     store
         .insert_token(&ApiToken {
             id: new_id(),
@@ -44,20 +51,29 @@ pub async fn bootstrap_admin_token(store: &Store) -> Result<Option<SecretString>
     if store.count_tokens().await? > 0 {
         return Ok(None);
     }
-    create_token(store, "admin", TokenRole::Admin).await.map(Some)
+    create_token(store, "admin", TokenRole::Admin)
+        .await
+        .map(Some)
 }
 
-pub(crate) async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`; the admin token was printed at first start"))?;
+pub(crate) async fn require_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            "send `Authorization: Bearer <token>`; the admin token was printed at first start",
+        )
+    })?;
     let token = header
         .to_str()
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(|t| SecretString::from(t.trim().to_owned()))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
     let found = state
         .engine
         .store()
@@ -66,7 +82,9 @@ pub(crate) async fn require_token(State(state): State<ApiState>, request: Reques
         .map_err(|e| ApiError::internal(&e))?;
     match found {
         Some(_) => Ok(next.run(request).await),
-        None => Err(ApiError::unauthorized("the bearer token is unknown or revoked")),
+        None => Err(ApiError::unauthorized(
+            "the bearer token is unknown or revoked",
+        )),
     }
 }
 
@@ -88,7 +106,10 @@ mod tests {
 
     #[test]
     fn token_hash_is_sha256_hex() {
-        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(hash_token("sb_x"), hash_token("sb_y"));
     }
 }

@@ -49,13 +49,18 @@ impl ApiError {
     }
 
     pub fn unauthorized(detail: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).with_field("Authorization", detail)
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            .with_field("Authorization", detail)
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
         let message = message.into();
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("{field}: {message}"))
-            .with_field(field, message)
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("{field}: {message}"),
+        )
+        .with_field(field, message)
     }
 
     pub fn with_field(mut self, field: &str, message: impl Into<String>) -> ApiError {
@@ -77,7 +82,9 @@ impl ApiError {
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
         match error {
-            EngineError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            EngineError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
             EngineError::Invalid(errors) => {
                 let detail = errors
                     .iter()
@@ -91,10 +98,14 @@ impl From<EngineError> for ApiError {
                     errors,
                 }
             }
-            EngineError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            other if other.code() == "key_from_environment" => {
-                ApiError::new(StatusCode::CONFLICT, "key_from_environment", other.to_string())
+            EngineError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            other if other.code() == "key_from_environment" => ApiError::new(
+                StatusCode::CONFLICT,
+                "key_from_environment",
+                other.to_string(),
+            ),
             other => ApiError::internal(&other),
         }
     }

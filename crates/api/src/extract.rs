@@ -2,13 +2,61 @@
 //! field: too large (413), not JSON (415/400), wrong shape (422 with the path
 //! of the offending field, via serde_path_to_error).
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+/// The largest body accepted, set by the router.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// How much of an oversized body is read and thrown away before answering
+/// 413. Answering while the client is still sending makes most clients
+/// (reqwest, browsers) see a reset connection instead of the 413; reading a
+/// bounded amount lets them finish and read the answer.
+const DRAIN_CAP: usize = 32 * 1024 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the request body is larger than the daemon accepts (limits.body_bytes)",
+    )
+    .with_field("body", "send a smaller body")
+}
+
+/// Read the body up to `limit`; an oversized body is drained (up to
+/// [`DRAIN_CAP`]) and rejected with 413.
+async fn read_body(request: Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    let mut total = 0usize;
+    let mut chunks = request.into_body().into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("the body could not be read: {e}"),
+            )
+            .with_field("body", "send the whole body")
+        })?;
+        total += chunk.len();
+        if total > DRAIN_CAP {
+            return Err(too_large());
+        }
+        if total <= limit {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if total > limit {
+        return Err(too_large());
+    }
+    Ok(body)
+}
 
 pub struct ApiJson<T>(pub T);
 
@@ -19,7 +67,12 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(1024 * 1024);
         let is_json = request
             .headers()
             .get(CONTENT_TYPE)
@@ -28,15 +81,7 @@ where
                 let mime = v.split(';').next().unwrap_or("").trim();
                 mime == "application/json" || mime.ends_with("+json")
             });
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "body_too_large", "the request body is larger than the daemon accepts (limits.body_bytes)")
-                    .with_field("body", "send a smaller body")
-            } else {
-                ApiError::new(status, "bad_body", rejection.body_text()).with_field("body", "send the whole body")
-            }
-        })?;
+        let bytes = read_body(request, limit).await?;
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -52,13 +97,20 @@ where
                 let path = error.path().to_string();
                 let inner = error.into_inner();
                 if inner.is_syntax() || inner.is_eof() {
-                    return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {inner}"))
-                        .with_field("body", inner.to_string()));
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not valid JSON: {inner}"),
+                    )
+                    .with_field("body", inner.to_string()));
                 }
                 let message = inner.to_string();
                 let mut field = if path == "." { String::new() } else { path };
                 // serde reports a missing field at its parent; name the field itself.
-                if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                if let Some(missing) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
                     if !field.is_empty() {
                         field.push('.');
                     }

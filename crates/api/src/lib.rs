@@ -18,11 +18,11 @@ mod routes;
 use std::sync::Arc;
 use std::time::Instant;
 
+use auth::BearerScheme;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use switchboard_runtime::Engine;
 use tower_http::trace::TraceLayer;
-use auth::BearerScheme;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -39,6 +39,7 @@ pub struct ApiState {
         title = "switchboard",
         description = "Connections, jobs and events of a switchboard daemon. Authenticate with `Authorization: Bearer <token>`. Errors are application/problem+json (RFC 9457) with a stable `code` and, for bad input, `errors[].field`.",
     ),
+    servers((url = "/api/v1", description = "this daemon")),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
     tags(
@@ -61,7 +62,9 @@ pub struct ApiOptions {
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        ApiOptions { body_limit: 1024 * 1024 }
+        ApiOptions {
+            body_limit: 1024 * 1024,
+        }
     }
 }
 
@@ -75,7 +78,10 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
     let (public, public_doc) = routes::public().split_for_parts();
     doc.merge(public_doc);
     let doc = ApiDoc::openapi().merge_from(doc);
-    let protected = protected.layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let protected = protected.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     let doc = Arc::new(doc);
     let api = Router::new()
         .merge(protected)
@@ -91,6 +97,7 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
         .with_state(state);
     Router::new()
         .nest("/api/v1", api)
+        .layer(axum::Extension(extract::BodyLimit(options.body_limit)))
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(TraceLayer::new_for_http())
 }

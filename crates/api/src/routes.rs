@@ -2,16 +2,18 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use std::collections::BTreeMap;
 use secrecy::SecretString;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use switchboard_core::{Event, JobState};
-use switchboard_runtime::{NewConnection, SubmitJob as DomainSubmit, UpdateConnection as DomainUpdate};
+use switchboard_runtime::{
+    NewConnection, SubmitJob as DomainSubmit, UpdateConnection as DomainUpdate,
+};
 use switchboard_store::{Backend, EventFilter, JobFilter};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,7 +33,11 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_connectors))
         .routes(routes!(get_connector))
         .routes(routes!(list_connections, create_connection))
-        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(
+            get_connection,
+            update_connection,
+            delete_connection
+        ))
         .routes(routes!(set_settings))
         .routes(routes!(set_secrets))
         .routes(routes!(get_status))
@@ -48,7 +54,10 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
-        format!("there is no endpoint at {}; the API is described at /api/v1/openapi.json", uri.path()),
+        format!(
+            "there is no endpoint at {}; the API is described at /api/v1/openapi.json",
+            uri.path()
+        ),
     )
 }
 
@@ -59,7 +68,11 @@ async fn health(State(state): State<ApiState>) -> Result<Json<Health>, ApiError>
     let store = state.engine.store();
     store.ping().await.map_err(|e| {
         tracing::error!(error = %e, "health check: database unreachable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database does not answer")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database does not answer",
+        )
     })?;
     Ok(Json(Health {
         status: "ok".into(),
@@ -78,18 +91,30 @@ async fn health(State(state): State<ApiState>) -> Result<Json<Health>, ApiError>
 #[utoipa::path(get, path = "/connectors", tag = "connectors",
     responses((status = 200, body = Vec<ConnectorView>), (status = 401, body = Problem)))]
 async fn list_connectors(State(state): State<ApiState>) -> Json<Vec<ConnectorView>> {
-    Json(state.engine.connectors().into_iter().map(Into::into).collect())
+    Json(
+        state
+            .engine
+            .connectors()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    )
 }
 
 #[utoipa::path(get, path = "/connectors/{name}", tag = "connectors",
     responses((status = 200, body = ConnectorView), (status = 404, body = Problem)))]
-async fn get_connector(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ConnectorView>, ApiError> {
+async fn get_connector(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ConnectorView>, ApiError> {
     Ok(Json(state.engine.connector(&name)?.into()))
 }
 
 #[utoipa::path(get, path = "/connections", tag = "connections",
     responses((status = 200, body = Vec<ConnectionView>), (status = 401, body = Problem)))]
-async fn list_connections(State(state): State<ApiState>) -> Result<Json<Vec<ConnectionView>>, ApiError> {
+async fn list_connections(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<ConnectionView>>, ApiError> {
     let views = state.engine.list_connections().await?;
     Ok(Json(views.into_iter().map(Into::into).collect()))
 }
@@ -116,7 +141,10 @@ async fn create_connection(
 
 #[utoipa::path(get, path = "/connections/{id}", tag = "connections",
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
-async fn get_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+async fn get_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
     Ok(Json(state.engine.get_connection(&id).await?.into()))
 }
 
@@ -145,7 +173,10 @@ async fn update_connection(
 /// Delete a connection, its secrets and its data key.
 #[utoipa::path(delete, path = "/connections/{id}", tag = "connections",
     responses((status = 204), (status = 404, body = Problem)))]
-async fn delete_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.engine.delete_connection(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -162,7 +193,9 @@ async fn set_settings(
         settings: Some(settings),
         ..Default::default()
     };
-    Ok(Json(state.engine.update_connection(&id, update).await?.into()))
+    Ok(Json(
+        state.engine.update_connection(&id, update).await?.into(),
+    ))
 }
 
 /// Set or delete secrets (write-only: values are never returned). The
@@ -180,7 +213,10 @@ async fn set_secrets(
 
 #[utoipa::path(get, path = "/connections/{id}/status", tag = "connections",
     responses((status = 200, body = StatusView), (status = 404, body = Problem)))]
-async fn get_status(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<StatusView>, ApiError> {
+async fn get_status(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<StatusView>, ApiError> {
     let view: ConnectionView = state.engine.get_connection(&id).await?.into();
     Ok(Json(view.status))
 }
@@ -188,16 +224,25 @@ async fn get_status(State(state): State<ApiState>, Path(id): Path<String>) -> Re
 /// Restart the runtime with its current settings and secrets.
 #[utoipa::path(post, path = "/connections/{id}/restart", tag = "connections",
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
-async fn restart_connection(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ConnectionView>, ApiError> {
+async fn restart_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
     Ok(Json(state.engine.restart_connection(&id).await?.into()))
 }
 
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobQuery),
     responses((status = 200, body = Vec<JobView>), (status = 422, body = Problem)))]
-async fn list_jobs(State(state): State<ApiState>, Query(query): Query<JobQuery>) -> Result<Json<Vec<JobView>>, ApiError> {
+async fn list_jobs(
+    State(state): State<ApiState>,
+    Query(query): Query<JobQuery>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
     let job_state = match query.state.as_deref() {
         Some(s) => Some(s.parse::<JobState>().map_err(|e| {
-            ApiError::invalid("state", format!("{e}; use queued, running, succeeded, failed or dead"))
+            ApiError::invalid(
+                "state",
+                format!("{e}; use queued, running, succeeded, failed or dead"),
+            )
         })?),
         None => None,
     };
@@ -248,20 +293,30 @@ async fn submit_job(
             max_attempts: body.max_attempts,
         })
         .await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(job.into())))
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     responses((status = 200, body = JobView), (status = 404, body = Problem)))]
-async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     Ok(Json(state.engine.get_job(&id).await?.into()))
 }
 
 /// Queue a failed or dead job again.
 #[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs",
     responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn retry_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
+async fn retry_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
     Ok(Json(state.engine.retry_job(&id).await?.into()))
 }
 
@@ -277,7 +332,10 @@ fn event_filter(query: &EventQuery) -> EventFilter {
 /// Events from the log, oldest first.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventQuery),
     responses((status = 200, body = Vec<EventView>)))]
-async fn list_events(State(state): State<ApiState>, Query(query): Query<EventQuery>) -> Result<Json<Vec<EventView>>, ApiError> {
+async fn list_events(
+    State(state): State<ApiState>,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
     let events = state.engine.list_events(&event_filter(&query)).await?;
     Ok(Json(events.iter().map(EventView::from).collect()))
 }
@@ -309,7 +367,11 @@ fn sse_event(event: &Event) -> SseEvent {
 /// nothing and sees nothing twice.
 #[utoipa::path(get, path = "/events/stream", tag = "events", params(EventQuery),
     responses((status = 200, description = "text/event-stream of events; each SSE id is the event id", content_type = "text/event-stream")))]
-async fn stream_events(State(state): State<ApiState>, Query(query): Query<EventQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn stream_events(
+    State(state): State<ApiState>,
+    Query(query): Query<EventQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -322,7 +384,11 @@ async fn stream_events(State(state): State<ApiState>, Query(query): Query<EventQ
     filter.limit = 1000;
     let start = match resume {
         Some(id) => id,
-        None => engine.store().last_event_id().await.map_err(|e| ApiError::internal(&e))?,
+        None => engine
+            .store()
+            .last_event_id()
+            .await
+            .map_err(|e| ApiError::internal(&e))?,
     };
     let stream = async_stream::stream! {
         let mut last = start;
@@ -364,7 +430,9 @@ async fn stream_events(State(state): State<ApiState>, Query(query): Query<EventQ
             }
         }
     };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Replace the master key and re-wrap every data key, without downtime.

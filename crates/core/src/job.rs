@@ -42,7 +42,10 @@ impl JobState {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Dead)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Dead
+        )
     }
 }
 

@@ -13,7 +13,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
-use switchboard_core::{Connection, ConnectionStatus, ConnectorManifest, Event, Job, NewEvent, StatusKind, new_id};
+use switchboard_core::{
+    Connection, ConnectionStatus, ConnectorManifest, Event, Job, NewEvent, StatusKind, new_id,
+};
 use switchboard_store::{EventFilter, JobFilter, NewJob, Store, StoreError};
 use switchboard_vault::{Vault, VaultError};
 use tokio::sync::{Notify, broadcast};
@@ -162,7 +164,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, vault: Arc<Vault>, registry: Registry, config: RuntimeConfig) -> Arc<Engine> {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        registry: Registry,
+        config: RuntimeConfig,
+    ) -> Arc<Engine> {
         let registry = Arc::new(registry);
         let bus = Arc::new(EventBus::new(store.clone()));
         let wake = Arc::new(Notify::new());
@@ -203,7 +210,10 @@ impl Engine {
         self.supervisor.start_all().await?;
         let runner = tokio::spawn(self.runner.clone().run(self.cancel.clone()));
         let retention = tokio::spawn(self.clone().retain_events());
-        self.tasks.lock().expect("task list poisoned").extend([runner, retention]);
+        self.tasks
+            .lock()
+            .expect("task list poisoned")
+            .extend([runner, retention]);
         Ok(())
     }
 
@@ -220,7 +230,11 @@ impl Engine {
     async fn retain_events(self: Arc<Self>) {
         loop {
             let older_than = now_ms() - self.config.event_retention.as_millis() as i64;
-            match self.store.prune_events(older_than, self.config.event_max_rows).await {
+            match self
+                .store
+                .prune_events(older_than, self.config.event_max_rows)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(events = n, "pruned the event log"),
                 Err(error) => tracing::warn!(%error, "could not prune the event log"),
@@ -253,10 +267,13 @@ impl Engine {
     }
 
     pub fn connector(&self, name: &str) -> Result<ConnectorManifest> {
-        self.registry.manifest(name).cloned().ok_or_else(|| EngineError::NotFound {
-            what: "connector",
-            id: name.to_owned(),
-        })
+        self.registry
+            .manifest(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                what: "connector",
+                id: name.to_owned(),
+            })
     }
 
     fn check_secret_names<'a>(
@@ -276,7 +293,11 @@ impl Engine {
                     format!("secrets.{name}"),
                     format!(
                         "connector `{connector}` has no secret `{name}`; it takes: {}",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 )
             })
@@ -286,7 +307,10 @@ impl Engine {
     fn check_label(label: &str) -> Option<FieldError> {
         let label = label.trim();
         if label.is_empty() || label.len() > 100 {
-            Some(FieldError::new("label", "give a label of 1 to 100 characters"))
+            Some(FieldError::new(
+                "label",
+                "give a label of 1 to 100 characters",
+            ))
         } else {
             None
         }
@@ -305,7 +329,10 @@ impl Engine {
         }
         let mut errors = Vec::new();
         errors.extend(Self::check_label(&new.label));
-        if let Err(e) = self.registry.validate_settings(&new.connector, &new.settings, "settings") {
+        if let Err(e) = self
+            .registry
+            .validate_settings(&new.connector, &new.settings, "settings")
+        {
             errors.extend(e);
         }
         errors.extend(self.check_secret_names(&new.connector, new.secrets.keys()));
@@ -337,14 +364,14 @@ impl Engine {
     }
 
     pub async fn get_connection(&self, id: &str) -> Result<ConnectionView> {
-        let mut connection = self
-            .store
-            .get_connection(id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound {
-                what: "connection",
-                id: id.to_owned(),
-            })?;
+        let mut connection =
+            self.store
+                .get_connection(id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound {
+                    what: "connection",
+                    id: id.to_owned(),
+                })?;
         if let Some(status) = self.supervisor.status(id) {
             connection.status = status;
         }
@@ -371,7 +398,11 @@ impl Engine {
     }
 
     /// Change label, enabled or settings; the runtime restarts with them.
-    pub async fn update_connection(&self, id: &str, update: UpdateConnection) -> Result<ConnectionView> {
+    pub async fn update_connection(
+        &self,
+        id: &str,
+        update: UpdateConnection,
+    ) -> Result<ConnectionView> {
         let mut connection = self.get_connection(id).await?.connection;
         let mut errors = Vec::new();
         if let Some(label) = &update.label {
@@ -379,7 +410,10 @@ impl Engine {
             connection.label = label.trim().to_owned();
         }
         if let Some(settings) = update.settings {
-            if let Err(e) = self.registry.validate_settings(&connection.connector, &settings, "settings") {
+            if let Err(e) =
+                self.registry
+                    .validate_settings(&connection.connector, &settings, "settings")
+            {
                 errors.extend(e);
             }
             connection.settings = settings;
@@ -397,7 +431,11 @@ impl Engine {
     }
 
     /// Set (`Some`) or delete (`None`) secrets; the runtime restarts with them.
-    pub async fn set_secrets(&self, id: &str, changes: BTreeMap<String, Option<SecretString>>) -> Result<ConnectionView> {
+    pub async fn set_secrets(
+        &self,
+        id: &str,
+        changes: BTreeMap<String, Option<SecretString>>,
+    ) -> Result<ConnectionView> {
         let connection = self.get_connection(id).await?.connection;
         let mut errors = self.check_secret_names(&connection.connector, changes.keys());
         if changes.is_empty() {
@@ -409,7 +447,9 @@ impl Engine {
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
         }
-        self.vault.write_secrets(id, changes.into_iter().collect()).await?;
+        self.vault
+            .write_secrets(id, changes.into_iter().collect())
+            .await?;
         self.supervisor.apply(id).await?;
         self.get_connection(id).await
     }
@@ -445,20 +485,28 @@ impl Engine {
                     format!("connection `{}` does not exist", submit.connection_id),
                 )
             })?;
-        if let Err(errors) = self
-            .registry
-            .validate_params(&connection.connector, &submit.action, &submit.params)
+        if let Err(errors) =
+            self.registry
+                .validate_params(&connection.connector, &submit.action, &submit.params)
         {
             return Err(EngineError::Invalid(errors));
         }
-        let max_attempts = submit.max_attempts.unwrap_or(self.config.default_max_attempts);
+        let max_attempts = submit
+            .max_attempts
+            .unwrap_or(self.config.default_max_attempts);
         if !(1..=100).contains(&max_attempts) {
-            return Err(EngineError::invalid("max_attempts", "give a number from 1 to 100"));
+            return Err(EngineError::invalid(
+                "max_attempts",
+                "give a number from 1 to 100",
+            ));
         }
         if let Some(key) = &submit.idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
-            return Err(EngineError::invalid("idempotency_key", "give 1 to 200 characters"));
+            return Err(EngineError::invalid(
+                "idempotency_key",
+                "give 1 to 200 characters",
+            ));
         }
         let now = now_ms();
         let outcome = self
@@ -476,7 +524,9 @@ impl Engine {
             .await?;
         if outcome.created {
             self.wake.notify_one();
-            self.bus.publish_or_log(NewEvent::job_queued(&outcome.job)).await;
+            self.bus
+                .publish_or_log(NewEvent::job_queued(&outcome.job))
+                .await;
         } else if outcome.job.connection_id != submit.connection_id
             || outcome.job.action != submit.action
             || outcome.job.params != submit.params
@@ -491,10 +541,13 @@ impl Engine {
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {
-        self.store.get_job(id).await?.ok_or_else(|| EngineError::NotFound {
-            what: "job",
-            id: id.to_owned(),
-        })
+        self.store
+            .get_job(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "job",
+                id: id.to_owned(),
+            })
     }
 
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -504,7 +557,10 @@ impl Engine {
     /// Queue a failed or dead job again.
     pub async fn retry_job(&self, id: &str) -> Result<Job> {
         let job = self.get_job(id).await?;
-        if !matches!(job.state, switchboard_core::JobState::Failed | switchboard_core::JobState::Dead) {
+        if !matches!(
+            job.state,
+            switchboard_core::JobState::Failed | switchboard_core::JobState::Dead
+        ) {
             return Err(EngineError::Conflict(format!(
                 "job {id} is {}; only failed or dead jobs can be retried",
                 job.state

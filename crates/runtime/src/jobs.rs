@@ -166,17 +166,25 @@ impl JobRunner {
             for job in jobs {
                 let permit = match first.take() {
                     Some(p) => p,
+                    // Only this loop takes slots, so they are free; waiting
+                    // (instead of assuming) keeps the bound even if not.
                     None => slots
                         .clone()
-                        .try_acquire_owned()
-                        .expect("claimed no more jobs than free slots"),
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore is never closed"),
                 };
                 tracker.spawn(self.clone().execute(job, permit));
             }
         }
         tracker.close();
-        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait()).await.is_err() {
-            tracing::warn!("jobs still running at shutdown; they will be recovered at the next start");
+        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "jobs still running at shutdown; they will be recovered at the next start"
+            );
         }
         keeper.abort();
     }
@@ -223,7 +231,11 @@ impl JobRunner {
 
     async fn attempt(&self, job: &Job) -> Result<(), switchboard_store::StoreError> {
         let now = now_ms();
-        let permit = match self.supervisor.acquire(&job.connection_id, self.config.connect_wait).await {
+        let permit = match self
+            .supervisor
+            .acquire(&job.connection_id, self.config.connect_wait)
+            .await
+        {
             Ok(permit) => permit,
             Err(NotReady::Gone) => {
                 let error = JobError {
@@ -236,7 +248,9 @@ impl JobRunner {
             Err(NotReady::Waiting(reason)) => {
                 tracing::info!(%reason, "job waits for its connection");
                 let next = now + self.config.waiting_recheck.as_millis() as i64;
-                self.store.defer_job(&job.id, &self.node_id, &reason, next, now).await?;
+                self.store
+                    .defer_job(&job.id, &self.node_id, &reason, next, now)
+                    .await?;
                 return Ok(());
             }
         };
@@ -260,7 +274,11 @@ impl JobRunner {
         drop(permit);
         match outcome {
             Outcome::Done(value) => {
-                if self.store.complete_job(&job.id, &self.node_id, &value, now_ms()).await? {
+                if self
+                    .store
+                    .complete_job(&job.id, &self.node_id, &value, now_ms())
+                    .await?
+                {
                     tracing::debug!("job succeeded");
                     let mut done = job.clone();
                     done.state = JobState::Succeeded;
@@ -274,17 +292,22 @@ impl JobRunner {
             Outcome::Interrupted => {
                 let error = JobError {
                     code: "interrupted".into(),
-                    message: "the connection restarted while the action ran; it will be retried".into(),
+                    message: "the connection restarted while the action ran; it will be retried"
+                        .into(),
                     retryable: true,
                 };
                 self.retry_or_bury(job, error, None).await
             }
             Outcome::Error(ActionError::NeedsReauth(detail)) => {
-                self.supervisor.mark_needs_reauth(&job.connection_id, &detail).await;
+                self.supervisor
+                    .mark_needs_reauth(&job.connection_id, &detail)
+                    .await;
                 let reason = format!("connection needs re-authorization: {detail}");
                 let now = now_ms();
                 let next = now + self.config.waiting_recheck.as_millis() as i64;
-                self.store.defer_job(&job.id, &self.node_id, &reason, next, now).await?;
+                self.store
+                    .defer_job(&job.id, &self.node_id, &reason, next, now)
+                    .await?;
                 Ok(())
             }
             Outcome::Error(error) => {
@@ -314,7 +337,10 @@ impl JobRunner {
     ) -> Result<(), switchboard_store::StoreError> {
         if job.attempts >= job.max_attempts {
             let error = JobError {
-                message: format!("{} (gave up after {} attempts)", error.message, job.attempts),
+                message: format!(
+                    "{} (gave up after {} attempts)",
+                    error.message, job.attempts
+                ),
                 ..error
             };
             return self.finish(job, JobState::Dead, error).await;
@@ -323,14 +349,29 @@ impl JobRunner {
         let now = now_ms();
         tracing::info!(code = %error.code, ?delay, "job will be retried");
         self.store
-            .schedule_retry(&job.id, &self.node_id, &error, now + delay.as_millis() as i64, now)
+            .schedule_retry(
+                &job.id,
+                &self.node_id,
+                &error,
+                now + delay.as_millis() as i64,
+                now,
+            )
             .await?;
         Ok(())
     }
 
-    async fn finish(&self, job: &Job, state: JobState, error: JobError) -> Result<(), switchboard_store::StoreError> {
+    async fn finish(
+        &self,
+        job: &Job,
+        state: JobState,
+        error: JobError,
+    ) -> Result<(), switchboard_store::StoreError> {
         tracing::warn!(code = %error.code, message = %error.message, %state, "job ended without success");
-        if self.store.finish_job_with_error(&job.id, &self.node_id, state, &error, now_ms()).await? {
+        if self
+            .store
+            .finish_job_with_error(&job.id, &self.node_id, state, &error, now_ms())
+            .await?
+        {
             let mut done = job.clone();
             done.state = state;
             done.error = Some(error);
@@ -366,8 +407,12 @@ mod tests {
         };
         for attempt in 1..40 {
             let delay = retry_delay(&config, attempt);
-            let full = Duration::from_secs(1u64 << (attempt - 1).min(20)).min(Duration::from_secs(60));
-            assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay:?} vs {full:?}");
+            let full =
+                Duration::from_secs(1u64 << (attempt - 1).min(20)).min(Duration::from_secs(60));
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempt}: {delay:?} vs {full:?}"
+            );
         }
     }
 }

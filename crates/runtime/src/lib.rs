@@ -22,6 +22,8 @@ pub mod registry;
 pub mod supervisor;
 
 pub use bus::EventBus;
-pub use engine::{Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob, UpdateConnection};
+pub use engine::{
+    Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob, UpdateConnection,
+};
 pub use registry::Registry;
 pub use supervisor::Supervisor;

@@ -76,20 +76,36 @@ impl Registry {
 
     /// Validate settings against the connector's schema; field names are
     /// prefixed with `prefix` (for example `settings`).
-    pub fn validate_settings(&self, connector: &str, settings: &Value, prefix: &str) -> Result<(), Vec<FieldError>> {
+    pub fn validate_settings(
+        &self,
+        connector: &str,
+        settings: &Value,
+        prefix: &str,
+    ) -> Result<(), Vec<FieldError>> {
         let entry = self.entries.get(connector).ok_or_else(|| {
             vec![FieldError::new(
                 "connector",
-                format!("unknown connector `{connector}`; known: {}", self.names().join(", ")),
+                format!(
+                    "unknown connector `{connector}`; known: {}",
+                    self.names().join(", ")
+                ),
             )]
         })?;
         check(&entry.settings, settings, prefix)
     }
 
     /// Validate action parameters against the action's schema.
-    pub fn validate_params(&self, connector: &str, action: &str, params: &Value) -> Result<(), Vec<FieldError>> {
+    pub fn validate_params(
+        &self,
+        connector: &str,
+        action: &str,
+        params: &Value,
+    ) -> Result<(), Vec<FieldError>> {
         let entry = self.entries.get(connector).ok_or_else(|| {
-            vec![FieldError::new("connector", format!("unknown connector `{connector}`"))]
+            vec![FieldError::new(
+                "connector",
+                format!("unknown connector `{connector}`"),
+            )]
         })?;
         let validator = entry.actions.get(action).ok_or_else(|| {
             vec![FieldError::new(
@@ -104,12 +120,21 @@ impl Registry {
     }
 }
 
-fn check(validator: &jsonschema::Validator, instance: &Value, prefix: &str) -> Result<(), Vec<FieldError>> {
+fn check(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+    prefix: &str,
+) -> Result<(), Vec<FieldError>> {
     let errors: Vec<FieldError> = validator
         .iter_errors(instance)
         .map(|error| {
             let mut field = prefix.to_owned();
-            for segment in error.instance_path().to_string().split('/').filter(|s| !s.is_empty()) {
+            for segment in error
+                .instance_path()
+                .to_string()
+                .split('/')
+                .filter(|s| !s.is_empty())
+            {
                 field.push('.');
                 field.push_str(segment);
             }
@@ -120,5 +145,9 @@ fn check(validator: &jsonschema::Validator, instance: &Value, prefix: &str) -> R
             FieldError::new(field, error.to_string())
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

@@ -136,7 +136,10 @@ enum Ended {
     /// Stop retrying until the connection changes.
     Fatal(StatusKind, String),
     /// Reconnect after a backoff; `was_connected` resets the backoff.
-    Retry { reason: String, was_connected: bool },
+    Retry {
+        reason: String,
+        was_connected: bool,
+    },
 }
 
 fn reauth_reason(detail: &str) -> String {
@@ -207,13 +210,23 @@ impl Supervisor {
                     .or_insert_with(|| c.status.clone());
                 // Report `connecting` before returning, so callers see the
                 // restart has begun; the runtime's first step repeats it.
-                self.inner.set_status(id, StatusKind::Connecting, None).await;
+                self.inner
+                    .set_status(id, StatusKind::Connecting, None)
+                    .await;
                 let cancel = self.inner.shutdown.child_token();
-                let task = tokio::spawn(run_runtime(self.inner.clone(), c.id.clone(), cancel.clone()));
+                let task = tokio::spawn(run_runtime(
+                    self.inner.clone(),
+                    c.id.clone(),
+                    cancel.clone(),
+                ));
                 *slot = Some(Runtime { cancel, task });
             }
             Some(c) => {
-                let reason = if c.enabled { "the daemon is stopping" } else { "disabled" };
+                let reason = if c.enabled {
+                    "the daemon is stopping"
+                } else {
+                    "disabled"
+                };
                 self.inner
                     .statuses
                     .lock()
@@ -225,8 +238,16 @@ impl Supervisor {
                     .await;
             }
             None => {
-                self.inner.statuses.lock().expect("status map poisoned").remove(id);
-                self.inner.slots.lock().expect("slot map poisoned").remove(id);
+                self.inner
+                    .statuses
+                    .lock()
+                    .expect("status map poisoned")
+                    .remove(id);
+                self.inner
+                    .slots
+                    .lock()
+                    .expect("slot map poisoned")
+                    .remove(id);
                 self.inner.changed.send_modify(|g| *g += 1);
             }
         }
@@ -236,7 +257,14 @@ impl Supervisor {
     /// Stop every runtime (in-flight actions get the drain grace period).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let ids: Vec<String> = self.inner.slots.lock().expect("slot map poisoned").keys().cloned().collect();
+        let ids: Vec<String> = self
+            .inner
+            .slots
+            .lock()
+            .expect("slot map poisoned")
+            .keys()
+            .cloned()
+            .collect();
         let stops = ids.iter().map(|id| self.apply(id));
         for result in futures::future::join_all(stops).await {
             if let Err(error) = result {
@@ -247,7 +275,12 @@ impl Supervisor {
 
     /// The current status of a connection, if it exists.
     pub fn status(&self, id: &str) -> Option<ConnectionStatus> {
-        self.inner.statuses.lock().expect("status map poisoned").get(id).cloned()
+        self.inner
+            .statuses
+            .lock()
+            .expect("status map poisoned")
+            .get(id)
+            .cloned()
     }
 
     /// Lend the live session of a connection to one action, waiting up to
@@ -257,7 +290,13 @@ impl Supervisor {
         let mut changed = self.inner.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let live = self.inner.sessions.read().expect("session map poisoned").get(id).cloned();
+            let live = self
+                .inner
+                .sessions
+                .read()
+                .expect("session map poisoned")
+                .get(id)
+                .cloned();
             if let Some(live) = live
                 && let Ok(guard) = live.inflight.clone().try_read_owned()
             {
@@ -277,7 +316,10 @@ impl Supervisor {
             };
             // Only a connection on its way up is worth waiting for here;
             // the others wait in the queue until they change.
-            let worth_waiting = matches!(status.kind, StatusKind::Connecting | StatusKind::Connected | StatusKind::Degraded);
+            let worth_waiting = matches!(
+                status.kind,
+                StatusKind::Connecting | StatusKind::Connected | StatusKind::Degraded
+            );
             if !worth_waiting {
                 return Err(NotReady::Waiting(why));
             }
@@ -343,13 +385,19 @@ impl Inner {
     }
 
     fn install(&self, id: &str, live: LiveSession) {
-        self.sessions.write().expect("session map poisoned").insert(id.to_owned(), live);
+        self.sessions
+            .write()
+            .expect("session map poisoned")
+            .insert(id.to_owned(), live);
         self.changed.send_modify(|g| *g += 1);
     }
 
     fn withdraw(&self, id: &str, live: &LiveSession) {
         let mut sessions = self.sessions.write().expect("session map poisoned");
-        if sessions.get(id).is_some_and(|s| Arc::ptr_eq(&s.inflight, &live.inflight)) {
+        if sessions
+            .get(id)
+            .is_some_and(|s| Arc::ptr_eq(&s.inflight, &live.inflight))
+        {
             sessions.remove(id);
         }
         drop(sessions);
@@ -358,7 +406,10 @@ impl Inner {
 
     /// Wait for in-flight actions to finish; abort them after the grace period.
     async fn drain(&self, live: &LiveSession) {
-        if tokio::time::timeout(self.config.drain_grace, live.inflight.write()).await.is_err() {
+        if tokio::time::timeout(self.config.drain_grace, live.inflight.write())
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight actions outlived the drain grace period; aborting them");
             live.abort.cancel();
             let _ = live.inflight.write().await;
@@ -396,7 +447,10 @@ impl Inner {
         let Some(connector) = self.registry.connector(&connection.connector).cloned() else {
             return Ended::Fatal(
                 StatusKind::Error,
-                format!("connector `{}` is not part of this build", connection.connector),
+                format!(
+                    "connector `{}` is not part of this build",
+                    connection.connector
+                ),
             );
         };
         let secrets = match self.vault.secrets(id).await {
@@ -425,7 +479,9 @@ impl Inner {
         };
         let session = match opened {
             Ok(session) => session,
-            Err(ConnectorError::NeedsReauth(m)) => return Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&m)),
+            Err(ConnectorError::NeedsReauth(m)) => {
+                return Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&m));
+            }
             Err(ConnectorError::Misconfigured(m)) => return Ended::Fatal(StatusKind::Error, m),
             Err(ConnectorError::Unavailable(m)) => return retry(m),
         };
@@ -465,7 +521,9 @@ impl Inner {
             RunEnd::Ended(Err(ConnectorError::NeedsReauth(m))) => {
                 Ended::Fatal(StatusKind::NeedsReauth, reauth_reason(&m))
             }
-            RunEnd::Ended(Err(ConnectorError::Misconfigured(m))) => Ended::Fatal(StatusKind::Error, m),
+            RunEnd::Ended(Err(ConnectorError::Misconfigured(m))) => {
+                Ended::Fatal(StatusKind::Error, m)
+            }
             RunEnd::Ended(Err(ConnectorError::Unavailable(m))) => Ended::Retry {
                 reason: m,
                 was_connected: true,
@@ -495,14 +553,20 @@ async fn run_runtime(inner: Arc<Inner>, id: String, cancel: CancellationToken) {
         attempt += 1;
         let reason = (attempt > 1).then(|| format!("reconnecting (attempt {attempt})"));
         inner.set_status(&id, StatusKind::Connecting, reason).await;
-        match inner.open_and_run(&id, &cancel, &mut reauth, &reauth_sender).await {
+        match inner
+            .open_and_run(&id, &cancel, &mut reauth, &reauth_sender)
+            .await
+        {
             Ended::Cancelled => return,
             Ended::Fatal(kind, reason) => {
                 inner.set_status(&id, kind, Some(reason)).await;
                 cancel.cancelled().await;
                 return;
             }
-            Ended::Retry { reason, was_connected } => {
+            Ended::Retry {
+                reason,
+                was_connected,
+            } => {
                 if was_connected {
                     delays = reconnect_delays(&inner.config);
                     attempt = 1;
@@ -539,7 +603,11 @@ impl RuntimeEnv for Env {
         if let Some(inner) = self.inner.upgrade() {
             inner
                 .bus
-                .publish_or_log(NewEvent::new(event_type, Some(self.connection_id.clone()), payload))
+                .publish_or_log(NewEvent::new(
+                    event_type,
+                    Some(self.connection_id.clone()),
+                    payload,
+                ))
                 .await;
         }
     }
@@ -550,7 +618,9 @@ impl RuntimeEnv for Env {
         }
         match kind {
             StatusKind::NeedsReauth => {
-                let _ = self.reauth.send(reason.unwrap_or_else(|| "credentials rejected".into()));
+                let _ = self
+                    .reauth
+                    .send(reason.unwrap_or_else(|| "credentials rejected".into()));
             }
             StatusKind::Connected | StatusKind::Degraded => {
                 if let Some(inner) = self.inner.upgrade() {

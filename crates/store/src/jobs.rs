@@ -30,9 +30,14 @@ const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', attempts = attemp
     WHERE state = 'queued' AND id IN (SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4)
     RETURNING id, connection_id, action, params, state, attempts, max_attempts, next_attempt_at, idempotency_key, result, error, waiting_reason, recovered, created_at, updated_at, started_at, finished_at";
 
-const CLAIM_POSTGRES: &str = "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3, waiting_reason = NULL
-    WHERE state = 'queued' AND id IN (SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-    RETURNING id, connection_id, action, params, state, attempts, max_attempts, next_attempt_at, idempotency_key, result, error, waiting_reason, recovered, created_at, updated_at, started_at, finished_at";
+// The CTE is evaluated once: with `WHERE id IN (SELECT ... LIMIT n FOR UPDATE
+// SKIP LOCKED)` PostgreSQL may re-run the subquery and claim more than n rows.
+const CLAIM_POSTGRES: &str = "WITH due AS (
+        SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3, waiting_reason = NULL
+    FROM due WHERE jobs.id = due.id
+    RETURNING jobs.id, jobs.connection_id, jobs.action, jobs.params, jobs.state, jobs.attempts, jobs.max_attempts, jobs.next_attempt_at, jobs.idempotency_key, jobs.result, jobs.error, jobs.waiting_reason, jobs.recovered, jobs.created_at, jobs.updated_at, jobs.started_at, jobs.finished_at";
 
 /// A job to create.
 #[derive(Debug, Clone)]
@@ -190,7 +195,13 @@ impl Store {
     }
 
     /// Claim up to `limit` due jobs for `owner`; see the module docs.
-    pub async fn claim_due_jobs(&self, owner: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Job>> {
+    pub async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
         let sql = match self.backend {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
@@ -217,7 +228,13 @@ impl Store {
     }
 
     /// Record success. Returns false if `owner` no longer holds the job.
-    pub async fn complete_job(&self, id: &str, owner: &str, result: &serde_json::Value, now: i64) -> Result<bool> {
+    pub async fn complete_job(
+        &self,
+        id: &str,
+        owner: &str,
+        result: &serde_json::Value,
+        now: i64,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE jobs SET state = 'succeeded', result = $3, error = NULL, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
@@ -256,7 +273,14 @@ impl Store {
     }
 
     /// Send a running job back to the queue after a retryable error.
-    pub async fn schedule_retry(&self, id: &str, owner: &str, error: &JobError, next_attempt_at: i64, now: i64) -> Result<bool> {
+    pub async fn schedule_retry(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &JobError,
+        next_attempt_at: i64,
+        now: i64,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE jobs SET state = 'queued', error = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
@@ -274,7 +298,14 @@ impl Store {
     /// Put a claimed job back without spending an attempt: its connection
     /// cannot run actions now (`reason` says why). It is woken early by
     /// [`Store::wake_waiting_jobs`] when the connection comes back.
-    pub async fn defer_job(&self, id: &str, owner: &str, reason: &str, next_attempt_at: i64, now: i64) -> Result<bool> {
+    pub async fn defer_job(
+        &self,
+        id: &str,
+        owner: &str,
+        reason: &str,
+        next_attempt_at: i64,
+        now: i64,
+    ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE jobs SET state = 'queued', attempts = attempts - 1, waiting_reason = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
@@ -319,11 +350,13 @@ impl Store {
 
     /// Extend the leases of every job `owner` is running.
     pub async fn extend_job_leases(&self, owner: &str, until: i64) -> Result<u64> {
-        let r = sqlx::query("UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND state = 'running'")
-            .bind(owner)
-            .bind(until)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND state = 'running'",
+        )
+        .bind(owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 

@@ -133,7 +133,11 @@ impl Store {
 
     async fn migrate(&self) -> Result<()> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
             Backend::Postgres => {
                 sqlx::migrate!("./migrations/postgres")
                     .run(&self.pool)
@@ -182,11 +186,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn parse_json(
-    table: &'static str,
-    column: &'static str,
-    text: &str,
-) -> Result<serde_json::Value> {
+fn parse_json(table: &'static str, column: &'static str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         column,

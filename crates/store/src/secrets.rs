@@ -52,16 +52,23 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        self.data_key(scope).await?.ok_or_else(|| StoreError::Corrupt {
-            table: "data_keys",
-            column: "wrapped",
-            message: format!("data key for `{scope}` vanished after insert"),
-        })
+        self.data_key(scope)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "data_keys",
+                column: "wrapped",
+                message: format!("data key for `{scope}` vanished after insert"),
+            })
     }
 
     /// Re-wrap every data key and replace the check value in one transaction:
     /// either all keys move to the new master key or none does.
-    pub async fn rewrap_data_keys<E, F>(&self, new_check: &[u8], now: i64, rewrap: F) -> Result<usize, E>
+    pub async fn rewrap_data_keys<E, F>(
+        &self,
+        new_check: &[u8],
+        now: i64,
+        rewrap: F,
+    ) -> Result<usize, E>
     where
         E: From<StoreError>,
         F: Fn(&str, &[u8]) -> Result<Vec<u8>, E>,

@@ -16,7 +16,14 @@ use switchboard_runtime::jobs::JobsConfig;
 use switchboard_runtime::supervisor::SupervisorConfig;
 
 /// Environment variables that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["MASTER_KEY", "NEW_MASTER_KEY", "URL", "TOKEN", "CONFIG", "LOG"];
+const NOT_CONFIG: &[&str] = &[
+    "MASTER_KEY",
+    "NEW_MASTER_KEY",
+    "URL",
+    "TOKEN",
+    "CONFIG",
+    "LOG",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,7 +164,10 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
     #[error("configuration: `{field}` {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// What the daemon runs with, after checking.
@@ -192,7 +202,9 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("SWITCHBOARD_").ignore(NOT_CONFIG).split("__"));
-        figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))
     }
 
     pub fn resolve(self) -> Result<Settings, ConfigError> {
@@ -201,14 +213,23 @@ impl Config {
             message: format!("must be an address like 127.0.0.1:7700 ({e})"),
         })?;
         let database_url = match self.database_url {
-            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") => url,
+            Some(url)
+                if url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://") =>
+            {
+                url
+            }
             Some(_) => {
                 return Err(ConfigError::Invalid {
                     field: "database_url",
                     message: "must start with sqlite:// or postgres://".into(),
                 });
             }
-            None => format!("sqlite://{}", self.data_dir.join("switchboard.db").display()),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.join("switchboard.db").display()
+            ),
         };
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid {
@@ -238,7 +259,11 @@ impl Config {
         let runtime = RuntimeConfig {
             supervisor: SupervisorConfig {
                 reconnect_min: Duration::from_millis(self.supervisor.reconnect_min_ms.max(1)),
-                reconnect_max: Duration::from_millis(self.supervisor.reconnect_max_ms.max(self.supervisor.reconnect_min_ms.max(1))),
+                reconnect_max: Duration::from_millis(
+                    self.supervisor
+                        .reconnect_max_ms
+                        .max(self.supervisor.reconnect_min_ms.max(1)),
+                ),
                 drain_grace: Duration::from_millis(self.supervisor.drain_grace_ms),
             },
             jobs: JobsConfig {
@@ -314,7 +339,10 @@ mod tests {
         assert_eq!(config.jobs.workers, 3);
         let settings = config.resolve().unwrap();
         assert_eq!(settings.services["x_api"], "http://127.0.0.1:1234");
-        assert_eq!(settings.services["twitch_helix"], "https://api.twitch.tv/helix");
+        assert_eq!(
+            settings.services["twitch_helix"],
+            "https://api.twitch.tv/helix"
+        );
 
         std::fs::write(&path, "lisen = \"typo\"\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err();

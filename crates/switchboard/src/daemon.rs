@@ -87,7 +87,9 @@ pub fn lock_data_dir(path: &Path) -> Result<fs::File, DaemonError> {
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(DaemonError::Locked { path: path.to_owned() }),
+        Err(fs::TryLockError::WouldBlock) => Err(DaemonError::Locked {
+            path: path.to_owned(),
+        }),
         Err(fs::TryLockError::Error(e)) => Err(DaemonError::DataDir {
             path: lock_path,
             message: e.to_string(),
@@ -128,7 +130,12 @@ pub struct Running {
 pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
     let (store, lock) = open_store(settings).await?;
     let (vault, vault_opened) = Vault::open(store.clone(), key_source(&settings.data_dir)).await?;
-    let engine = Engine::new(store.clone(), Arc::new(vault), registry(), settings.runtime.clone());
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(vault),
+        registry(),
+        settings.runtime.clone(),
+    );
     let new_admin_token = switchboard_api::auth::bootstrap_admin_token(&store)
         .await
         .map_err(|e| DaemonError::Start(format!("cannot create the admin token: {e}")))?;
@@ -181,7 +188,10 @@ impl Running {
         // Live event streams never end by themselves; give ordinary requests
         // a moment, then cut the rest.
         let mut server = self.server;
-        if tokio::time::timeout(Duration::from_secs(3), &mut server).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         self.engine.shutdown().await;
@@ -194,13 +204,14 @@ pub async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

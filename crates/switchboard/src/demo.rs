@@ -17,7 +17,9 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
     config.data_dir = match data_dir {
         Some(dir) => dir,
         None => {
-            temp = tempfile::Builder::new().prefix("switchboard-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("switchboard-demo-")
+                .tempdir()?;
             temp.path().to_owned()
         }
     };
@@ -34,10 +36,13 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
     };
 
     let existing = engine.list_connections().await?;
-    let echo = match existing.into_iter().find(|c| c.connection.label == "demo-echo") {
-        Some(c) => c,
-        None => {
-            engine
+    let echo =
+        match existing
+            .into_iter()
+            .find(|c| c.connection.label == "demo-echo")
+        {
+            Some(c) => c,
+            None => engine
                 .create_connection(NewConnection {
                     connector: "echo".into(),
                     label: "demo-echo".into(),
@@ -45,9 +50,8 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
                     settings: json!({ "greeting": "hello from the demo:", "heartbeat_ms": 15000 }),
                     secrets: [("token".to_owned(), SecretString::from("demo-secret-token"))].into(),
                 })
-                .await?
-        }
-    };
+                .await?,
+        };
     let id = echo.connection.id.clone();
     for n in 1..=3 {
         engine

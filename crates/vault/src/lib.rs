@@ -60,11 +60,15 @@ pub enum VaultError {
          (or set SWITCHBOARD_MASTER_KEY); switchboard will not create a new key over an existing vault."
     )]
     MissingKeyFile { path: PathBuf },
-    #[error("the master key is malformed: {0}. It must be 32 bytes in standard base64 (44 characters).")]
+    #[error(
+        "the master key is malformed: {0}. It must be 32 bytes in standard base64 (44 characters)."
+    )]
     MalformedKey(String),
     #[error("cannot read or write the master key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
-    #[error("a secret of connection `{connection_id}` could not be decrypted: the vault is damaged or was tampered with")]
+    #[error(
+        "a secret of connection `{connection_id}` could not be decrypted: the vault is damaged or was tampered with"
+    )]
     Undecryptable { connection_id: String },
     #[error(
         "the master key comes from SWITCHBOARD_MASTER_KEY, so the daemon cannot replace it. Stop the daemon and run \
@@ -99,10 +103,9 @@ impl MasterKey {
                 .decode(text.trim())
                 .map_err(|e| VaultError::MalformedKey(e.to_string()))?,
         );
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| VaultError::MalformedKey(format!("it decodes to {} bytes", bytes.len())))?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            VaultError::MalformedKey(format!("it decodes to {} bytes", bytes.len()))
+        })?;
         Ok(MasterKey(SecretBox::new(Box::new(key))))
     }
 
@@ -187,7 +190,13 @@ fn seal(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     getrandom::fill(&mut nonce).expect("the operating system's random source is unavailable");
     let nonce = XNonce::from(nonce);
     let ciphertext = cipher
-        .encrypt(&nonce, Payload { msg: plaintext, aad })
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
     let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
     blob.push(BLOB_VERSION);
@@ -202,7 +211,13 @@ fn open(cipher: &XChaCha20Poly1305, aad: &[u8], blob: &[u8]) -> Option<Zeroizing
     }
     let nonce = XNonce::try_from(&blob[1..1 + NONCE_LEN]).ok()?;
     cipher
-        .decrypt(&nonce, Payload { msg: &blob[1 + NONCE_LEN..], aad })
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: &blob[1 + NONCE_LEN..],
+                aad,
+            },
+        )
         .ok()
         .map(Zeroizing::new)
 }
@@ -284,7 +299,10 @@ impl Vault {
                             message: e.to_string(),
                         })?;
                         tracing::warn!(path = %path.display(), "completed an interrupted master key rotation");
-                        return Ok((Self::new(store, source, next_key), Opened::RotationCompleted));
+                        return Ok((
+                            Self::new(store, source, next_key),
+                            Opened::RotationCompleted,
+                        ));
                     }
                     // The rotation never committed: the current key is still the one.
                     let _ = fs::remove_file(&next);
@@ -312,7 +330,11 @@ impl Vault {
         Ok((Self::new(store, source, master), opened))
     }
 
-    async fn verify_or_init(store: &Store, source: &KeySource, check: Option<Vec<u8>>) -> Result<Opened> {
+    async fn verify_or_init(
+        store: &Store,
+        source: &KeySource,
+        check: Option<Vec<u8>>,
+    ) -> Result<Opened> {
         match (source, check) {
             (KeySource::Environment(text), None) => {
                 let key = MasterKey::from_base64(text.expose_secret())?;
@@ -332,13 +354,19 @@ impl Vault {
     }
 
     /// The data key of a connection, created on first use.
-    async fn data_key(&self, master: &MasterKey, connection_id: &str) -> Result<Zeroizing<Vec<u8>>> {
+    async fn data_key(
+        &self,
+        master: &MasterKey,
+        connection_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let wrapped = match self.store.data_key(connection_id).await? {
             Some(wrapped) => wrapped,
             None => {
                 let fresh = Zeroizing::new(random_key());
                 let wrapped = master.wrap(connection_id, &fresh);
-                self.store.insert_data_key(connection_id, &wrapped, now_ms()).await?
+                self.store
+                    .insert_data_key(connection_id, &wrapped, now_ms())
+                    .await?
             }
         };
         master
@@ -361,12 +389,18 @@ impl Vault {
             .into_iter()
             .map(|(name, value)| {
                 let blob = value.map(|v| {
-                    seal(&cipher, &secret_aad(connection_id, &name), v.expose_secret().as_bytes())
+                    seal(
+                        &cipher,
+                        &secret_aad(connection_id, &name),
+                        v.expose_secret().as_bytes(),
+                    )
                 });
                 (name, blob)
             })
             .collect();
-        self.store.write_secrets(connection_id, &sealed, now_ms()).await?;
+        self.store
+            .write_secrets(connection_id, &sealed, now_ms())
+            .await?;
         Ok(())
     }
 
@@ -381,14 +415,14 @@ impl Vault {
         let data_key = self.data_key(&master, connection_id).await?;
         let cipher = cipher_for(&data_key);
         for row in rows {
-            let plain = open(&cipher, &secret_aad(connection_id, &row.name), &row.sealed).ok_or_else(|| {
-                VaultError::Undecryptable {
+            let plain = open(&cipher, &secret_aad(connection_id, &row.name), &row.sealed)
+                .ok_or_else(|| VaultError::Undecryptable {
                     connection_id: connection_id.to_owned(),
-                }
-            })?;
-            let text = String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Undecryptable {
-                connection_id: connection_id.to_owned(),
-            })?;
+                })?;
+            let text =
+                String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Undecryptable {
+                    connection_id: connection_id.to_owned(),
+                })?;
             secrets.insert(row.name, SecretString::from(text));
         }
         Ok(secrets)
@@ -407,7 +441,7 @@ impl Vault {
         let next = next_key_path(path);
         let _ = fs::remove_file(&next);
         new_key.write_new_file(&next)?;
-        let count = match rewrap_all(&self.store, &master, &new_key).await {
+        let count = match rewrap_all(&self.store, master, &new_key).await {
             Ok(count) => count,
             Err(e) => {
                 let _ = fs::remove_file(&next);
@@ -437,9 +471,11 @@ pub async fn rewrap_all(store: &Store, old: &MasterKey, new: &MasterKey) -> Resu
     }
     store
         .rewrap_data_keys(&new.check_value(), now_ms(), |scope, wrapped| {
-            let key = old.unwrap(scope, wrapped).ok_or_else(|| VaultError::Undecryptable {
-                connection_id: scope.to_owned(),
-            })?;
+            let key = old
+                .unwrap(scope, wrapped)
+                .ok_or_else(|| VaultError::Undecryptable {
+                    connection_id: scope.to_owned(),
+                })?;
             let key: [u8; 32] = key.as_slice().try_into().expect("unwrap checks the length");
             Ok(new.wrap(scope, &Zeroizing::new(key)))
         })
@@ -455,8 +491,14 @@ mod tests {
         let key = MasterKey::generate();
         let data_key = [7u8; 32];
         let wrapped = key.wrap("conn-a", &data_key);
-        assert_eq!(key.unwrap("conn-a", &wrapped).unwrap().as_slice(), &data_key);
-        assert!(key.unwrap("conn-b", &wrapped).is_none(), "a data key moved to another scope must not open");
+        assert_eq!(
+            key.unwrap("conn-a", &wrapped).unwrap().as_slice(),
+            &data_key
+        );
+        assert!(
+            key.unwrap("conn-b", &wrapped).is_none(),
+            "a data key moved to another scope must not open"
+        );
         assert!(MasterKey::generate().unwrap("conn-a", &wrapped).is_none());
     }
 
@@ -491,7 +533,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(dir.path()).await;
         let key_path = dir.path().join("master.key");
-        let (vault, opened) = Vault::open(store.clone(), KeySource::File(key_path.clone())).await.unwrap();
+        let (vault, opened) = Vault::open(store.clone(), KeySource::File(key_path.clone()))
+            .await
+            .unwrap();
         assert_eq!(opened, Opened::Created);
         let now = now_ms();
         store
@@ -501,14 +545,20 @@ mod tests {
                 label: "one".into(),
                 enabled: true,
                 settings: serde_json::json!({}),
-                status: switchboard_core::ConnectionStatus::new(switchboard_core::StatusKind::Disconnected, None),
+                status: switchboard_core::ConnectionStatus::new(
+                    switchboard_core::StatusKind::Disconnected,
+                    None,
+                ),
                 created_at: now,
                 updated_at: now,
             })
             .await
             .unwrap();
         vault
-            .write_secrets("c1", vec![("token".into(), Some(SecretString::from("s3cret-value")))])
+            .write_secrets(
+                "c1",
+                vec![("token".into(), Some(SecretString::from("s3cret-value")))],
+            )
             .await
             .unwrap();
         let old_key = fs::read_to_string(&key_path).unwrap();
@@ -518,13 +568,24 @@ mod tests {
         assert_eq!(secrets["token"].expose_secret(), "s3cret-value");
 
         // A fresh open with the rotated file works; the old key is refused.
-        let (reopened, _) = Vault::open(store.clone(), KeySource::File(key_path.clone())).await.unwrap();
-        assert_eq!(reopened.secrets("c1").await.unwrap()["token"].expose_secret(), "s3cret-value");
-        let refused = Vault::open(store.clone(), KeySource::Environment(SecretString::from(old_key)))
+        let (reopened, _) = Vault::open(store.clone(), KeySource::File(key_path.clone()))
             .await
-            .err()
             .unwrap();
-        assert!(matches!(refused, VaultError::WrongMasterKey { .. }), "{refused}");
+        assert_eq!(
+            reopened.secrets("c1").await.unwrap()["token"].expose_secret(),
+            "s3cret-value"
+        );
+        let refused = Vault::open(
+            store.clone(),
+            KeySource::Environment(SecretString::from(old_key)),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(refused, VaultError::WrongMasterKey { .. }),
+            "{refused}"
+        );
     }
 
     #[tokio::test]
@@ -532,9 +593,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = sqlite_store(dir.path()).await;
         let key_path = dir.path().join("master.key");
-        Vault::open(store.clone(), KeySource::File(key_path.clone())).await.unwrap();
+        Vault::open(store.clone(), KeySource::File(key_path.clone()))
+            .await
+            .unwrap();
         fs::remove_file(&key_path).unwrap();
-        let err = Vault::open(store, KeySource::File(key_path.clone())).await.err().unwrap();
+        let err = Vault::open(store, KeySource::File(key_path.clone()))
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, VaultError::MissingKeyFile { .. }), "{err}");
         assert!(!key_path.exists(), "no new key may be written");
     }

@@ -22,12 +22,17 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn open(path: &str) -> std::io::Result<Recorder> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Recorder { file: Mutex::new(file) })
+        Ok(Recorder {
+            file: Mutex::new(file),
+        })
     }
 
     fn record(&self, call: &ActionCall) -> std::io::Result<()> {
         let line = format!("{}\t{}\t{}\n", call.job_id, call.attempt, call.recovered);
-        self.file.lock().expect("recorder poisoned").write_all(line.as_bytes())
+        self.file
+            .lock()
+            .expect("recorder poisoned")
+            .write_all(line.as_bytes())
     }
 }
 
@@ -44,20 +49,29 @@ struct SayParams {
     reject_credentials: bool,
 }
 
-pub(crate) async fn say(settings: &EchoSettings, recorder: Option<&Recorder>, call: &ActionCall) -> Result<Value, ActionError> {
-    let params: SayParams = serde_json::from_value(call.params.clone()).map_err(|e| ActionError::InvalidParams {
-        field: "params".into(),
-        message: e.to_string(),
-    })?;
+pub(crate) async fn say(
+    settings: &EchoSettings,
+    recorder: Option<&Recorder>,
+    call: &ActionCall,
+) -> Result<Value, ActionError> {
+    let params: SayParams =
+        serde_json::from_value(call.params.clone()).map_err(|e| ActionError::InvalidParams {
+            field: "params".into(),
+            message: e.to_string(),
+        })?;
     let work = settings.work_ms + params.work_ms;
     if work > 0 {
         tokio::time::sleep(Duration::from_millis(work)).await;
     }
     if params.reject_credentials {
-        return Err(ActionError::NeedsReauth("echo was asked to reject the credentials".into()));
+        return Err(ActionError::NeedsReauth(
+            "echo was asked to reject the credentials".into(),
+        ));
     }
     if params.fail_permanently {
-        return Err(ActionError::Permanent("echo was asked to fail permanently".into()));
+        return Err(ActionError::Permanent(
+            "echo was asked to fail permanently".into(),
+        ));
     }
     if call.attempt <= params.fail_attempts {
         return Err(ActionError::transient(format!(

@@ -17,7 +17,11 @@ pub(crate) enum ProbeResult {
 }
 
 impl Probe {
-    pub(crate) fn new(http: reqwest::Client, url: Option<String>, token: Option<SecretString>) -> Probe {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        url: Option<String>,
+        token: Option<SecretString>,
+    ) -> Probe {
         Probe { http, url, token }
     }
 
@@ -59,9 +63,9 @@ impl Probe {
                 message: "this connection has no probe_url".into(),
             }),
             Some(ProbeResult::Accepted(status)) => Ok(status),
-            Some(ProbeResult::Rejected(status)) => {
-                Err(ActionError::NeedsReauth(format!("the probe answered HTTP {status}")))
-            }
+            Some(ProbeResult::Rejected(status)) => Err(ActionError::NeedsReauth(format!(
+                "the probe answered HTTP {status}"
+            ))),
             Some(ProbeResult::Failed(message)) => Err(ActionError::transient(message)),
         }
     }

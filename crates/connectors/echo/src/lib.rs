@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_core::{
-    ActionCall, ActionError, ActionSpec, AuthKind, Connector, ConnectorError, ConnectorManifest, RuntimeContext,
-    SecretSpec, Session, TriggerSpec,
+    ActionCall, ActionError, ActionSpec, AuthKind, Connector, ConnectorError, ConnectorManifest,
+    RuntimeContext, SecretSpec, Session, TriggerSpec,
 };
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,11 @@ use serde_json::json;
 use switchboard_core::{ConnectorError, RuntimeContext};
 use tokio_util::sync::CancellationToken;
 
-pub(crate) async fn heartbeat(ctx: &RuntimeContext, every_ms: u64, cancel: CancellationToken) -> Result<(), ConnectorError> {
+pub(crate) async fn heartbeat(
+    ctx: &RuntimeContext,
+    every_ms: u64,
+    cancel: CancellationToken,
+) -> Result<(), ConnectorError> {
     let mut ticker = tokio::time::interval(Duration::from_millis(every_ms));
     ticker.tick().await;
     let mut beat: u64 = 0;

@@ -23,14 +23,24 @@ impl Client {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<reqwest::RequestBuilder> {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
         let token = self.token.as_ref().context(
             "no API token: pass --token or set SWITCHBOARD_TOKEN (the daemon prints the admin token at first start)",
         )?;
-        Ok(self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token))
+        Ok(self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token))
     }
 
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let response = request
             .send()
             .await
@@ -40,7 +50,10 @@ impl Client {
             if status == reqwest::StatusCode::NO_CONTENT {
                 return Ok(serde_json::from_value(Value::Null)?);
             }
-            return response.json().await.context("the daemon sent an unreadable answer");
+            return response
+                .json()
+                .await
+                .context("the daemon sent an unreadable answer");
         }
         let body: Value = response.json().await.unwrap_or(Value::Null);
         let detail = body["detail"].as_str().unwrap_or("no detail");
@@ -61,20 +74,37 @@ impl Client {
         self.send(self.request(reqwest::Method::GET, path)?).await
     }
 
-    pub async fn get_query<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
-        self.send(self.request(reqwest::Method::GET, path)?.query(query)).await
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::GET, path)?.query(query))
+            .await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
-        self.send(self.request(reqwest::Method::POST, path)?.json(body)).await
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::POST, path)?.json(body))
+            .await
     }
 
-    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
-        self.send(self.request(reqwest::Method::PUT, path)?.json(body)).await
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::PUT, path)?.json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        let _: Value = self.send(self.request(reqwest::Method::DELETE, path)?).await?;
+        let _: Value = self
+            .send(self.request(reqwest::Method::DELETE, path)?)
+            .await?;
         Ok(())
     }
 
@@ -83,7 +113,8 @@ impl Client {
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> anyhow::Result<impl Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + use<>> {
+    ) -> anyhow::Result<impl Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + use<>>
+    {
         let response = self
             .request(reqwest::Method::GET, path)?
             .query(query)
@@ -93,7 +124,10 @@ impl Client {
         if !response.status().is_success() {
             let status = response.status();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            bail!("{status}: {}", body["detail"].as_str().unwrap_or("no detail"));
+            bail!(
+                "{status}: {}",
+                body["detail"].as_str().unwrap_or("no detail")
+            );
         }
         Ok(response.bytes_stream().eventsource().boxed())
     }

@@ -31,7 +31,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
     /// Daemon to talk to.
-    #[arg(long, global = true, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:7700")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_URL",
+        default_value = "http://127.0.0.1:7700"
+    )]
     url: String,
     /// API token (printed by the daemon at first start).
     #[arg(long, global = true, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
@@ -202,7 +207,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             after,
             no_follow,
         }) => {
-            tail(&client()?, cli.json, kind.clone(), connection.clone(), *after, *no_follow).await?;
+            tail(
+                &client()?,
+                cli.json,
+                kind.clone(),
+                connection.clone(),
+                *after,
+                *no_follow,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Vault(VaultCommand::RotateKey { offline }) => {
@@ -238,9 +251,18 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "switchboard {} listening on http://{}", env!("CARGO_PKG_VERSION"), running.addr)?;
+    writeln!(
+        out,
+        "switchboard {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        running.addr
+    )?;
     if let Some(token) = &running.new_admin_token {
-        writeln!(out, "admin token (shown once, store it now): {}", token.expose_secret())?;
+        writeln!(
+            out,
+            "admin token (shown once, store it now): {}",
+            token.expose_secret()
+        )?;
     }
     out.flush()?;
     drop(out);
@@ -260,7 +282,9 @@ async fn rotate_offline(settings: Settings) -> anyhow::Result<()> {
             let old = MasterKey::from_base64(current.expose_secret())?;
             let new = MasterKey::from_base64(&new)?;
             let count = switchboard_vault::rewrap_all(&store, &old, &new).await?;
-            println!("{count} data keys re-wrapped. Start the daemon with SWITCHBOARD_MASTER_KEY set to the new key.");
+            println!(
+                "{count} data keys re-wrapped. Start the daemon with SWITCHBOARD_MASTER_KEY set to the new key."
+            );
         }
         source @ KeySource::File(_) => {
             let (vault, _) = Vault::open(store.clone(), source).await?;
@@ -274,13 +298,15 @@ async fn rotate_offline(settings: Settings) -> anyhow::Result<()> {
 
 /// `NAME=SOURCE` -> (name, secret value).
 fn read_secret(spec: &str) -> anyhow::Result<(String, String)> {
-    let (name, source) = spec
-        .split_once('=')
-        .with_context(|| format!("`{spec}`: write NAME=SOURCE, SOURCE being env:VAR, file:PATH or - (stdin)"))?;
+    let (name, source) = spec.split_once('=').with_context(|| {
+        format!("`{spec}`: write NAME=SOURCE, SOURCE being env:VAR, file:PATH or - (stdin)")
+    })?;
     let value = if let Some(var) = source.strip_prefix("env:") {
-        std::env::var(var).with_context(|| format!("secret `{name}`: environment variable {var} is not set"))?
+        std::env::var(var)
+            .with_context(|| format!("secret `{name}`: environment variable {var} is not set"))?
     } else if let Some(path) = source.strip_prefix("file:") {
-        std::fs::read_to_string(path).with_context(|| format!("secret `{name}`: cannot read {path}"))?
+        std::fs::read_to_string(path)
+            .with_context(|| format!("secret `{name}`: cannot read {path}"))?
     } else if source == "-" {
         if std::io::stdin().is_terminal() {
             eprint!("value of secret `{name}`: ");
@@ -289,9 +315,14 @@ fn read_secret(spec: &str) -> anyhow::Result<(String, String)> {
         std::io::stdin().read_to_string(&mut value)?;
         value
     } else {
-        bail!("secret `{name}`: SOURCE must be env:VAR, file:PATH or - (stdin); values on the command line would land in your shell history");
+        bail!(
+            "secret `{name}`: SOURCE must be env:VAR, file:PATH or - (stdin); values on the command line would land in your shell history"
+        );
     };
-    Ok((name.to_owned(), value.trim_end_matches(['\n', '\r']).to_owned()))
+    Ok((
+        name.to_owned(),
+        value.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 fn parse_setting(spec: &str) -> anyhow::Result<(String, Value)> {
@@ -302,7 +333,11 @@ fn parse_setting(spec: &str) -> anyhow::Result<(String, Value)> {
     Ok((key.to_owned(), value))
 }
 
-async fn connections(cmd: &ConnectionsCommand, client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+async fn connections(
+    cmd: &ConnectionsCommand,
+    client: &Client,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     match cmd {
         ConnectionsCommand::List => {
             let list: Value = client.get("/connections").await?;
@@ -315,8 +350,14 @@ async fn connections(cmd: &ConnectionsCommand, client: &Client, json: bool) -> a
             secrets,
             disabled,
         } => {
-            let settings: serde_json::Map<String, Value> = settings.iter().map(|s| parse_setting(s)).collect::<Result<_, _>>()?;
-            let secrets: BTreeMap<String, String> = secrets.iter().map(|s| read_secret(s)).collect::<Result<_, _>>()?;
+            let settings: serde_json::Map<String, Value> = settings
+                .iter()
+                .map(|s| parse_setting(s))
+                .collect::<Result<_, _>>()?;
+            let secrets: BTreeMap<String, String> = secrets
+                .iter()
+                .map(|s| read_secret(s))
+                .collect::<Result<_, _>>()?;
             let body = json!({
                 "connector": connector,
                 "label": label,
@@ -332,12 +373,19 @@ async fn connections(cmd: &ConnectionsCommand, client: &Client, json: bool) -> a
             output::print(json, &connection, output::connection_detail);
         }
         ConnectionsCommand::SetSecret { id, secrets } => {
-            let secrets: BTreeMap<String, String> = secrets.iter().map(|s| read_secret(s)).collect::<Result<_, _>>()?;
-            let updated: Value = client.put(&format!("/connections/{id}/secrets"), &json!(secrets)).await?;
+            let secrets: BTreeMap<String, String> = secrets
+                .iter()
+                .map(|s| read_secret(s))
+                .collect::<Result<_, _>>()?;
+            let updated: Value = client
+                .put(&format!("/connections/{id}/secrets"), &json!(secrets))
+                .await?;
             output::print(json, &updated, output::connection_detail);
         }
         ConnectionsCommand::Restart { id } => {
-            let updated: Value = client.post(&format!("/connections/{id}/restart"), &json!({})).await?;
+            let updated: Value = client
+                .post(&format!("/connections/{id}/restart"), &json!({}))
+                .await?;
             output::print(json, &updated, output::connection_detail);
         }
         ConnectionsCommand::Remove { id } => {
@@ -354,7 +402,11 @@ async fn connections(cmd: &ConnectionsCommand, client: &Client, json: bool) -> a
 
 async fn jobs(cmd: &JobsCommand, client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobsCommand::List { state, connection, limit } => {
+        JobsCommand::List {
+            state,
+            connection,
+            limit,
+        } => {
             let mut query = vec![("limit", limit.to_string())];
             if let Some(state) = state {
                 query.push(("state", state.clone()));
@@ -370,7 +422,9 @@ async fn jobs(cmd: &JobsCommand, client: &Client, json: bool) -> anyhow::Result<
             output::print(json, &job, output::job_detail);
         }
         JobsCommand::Retry { id } => {
-            let job: Value = client.post(&format!("/jobs/{id}/retry"), &json!({})).await?;
+            let job: Value = client
+                .post(&format!("/jobs/{id}/retry"), &json!({}))
+                .await?;
             output::print(json, &job, output::job_detail);
         }
         JobsCommand::Submit {
@@ -379,7 +433,8 @@ async fn jobs(cmd: &JobsCommand, client: &Client, json: bool) -> anyhow::Result<
             params,
             idempotency_key,
         } => {
-            let params: Value = serde_json::from_str(params).context("--params must be a JSON object")?;
+            let params: Value =
+                serde_json::from_str(params).context("--params must be a JSON object")?;
             let body = json!({
                 "connection_id": connection,
                 "action": action,
@@ -426,7 +481,8 @@ async fn tail(
         if message.data.is_empty() {
             continue;
         }
-        let event: Value = serde_json::from_str(&message.data).context("the daemon sent an unreadable event")?;
+        let event: Value =
+            serde_json::from_str(&message.data).context("the daemon sent an unreadable event")?;
         output::print_event(json, &event);
     }
     Ok(())

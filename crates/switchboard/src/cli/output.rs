@@ -6,7 +6,10 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::Value;
 
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 pub fn print(json: bool, value: &Value, human: fn(&Value) -> String) {
@@ -28,7 +31,10 @@ fn text(value: &Value) -> String {
 /// Epoch milliseconds as an RFC 3339 UTC timestamp.
 pub fn time(value: &Value) -> String {
     match value.as_i64() {
-        Some(ms) if ms >= 0 => humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string(),
+        Some(ms) if ms >= 0 => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64))
+                .to_string()
+        }
         _ => "-".into(),
     }
 }
@@ -54,7 +60,12 @@ pub fn connectors_table(list: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        t.add_row(vec![text(&c["name"]), text(&c["auth"]), names("actions", "name"), names("triggers", "event_type")]);
+        t.add_row(vec![
+            text(&c["name"]),
+            text(&c["auth"]),
+            names("actions", "name"),
+            names("triggers", "event_type"),
+        ]);
     }
     t.to_string()
 }
@@ -103,7 +114,14 @@ pub fn jobs_table(list: &Value) -> String {
     if rows.is_empty() {
         return "no jobs".into();
     }
-    let mut t = table(&["ID", "ACTION", "STATE", "ATTEMPTS", "CREATED", "ERROR / WAITING"]);
+    let mut t = table(&[
+        "ID",
+        "ACTION",
+        "STATE",
+        "ATTEMPTS",
+        "CREATED",
+        "ERROR / WAITING",
+    ]);
     for j in rows {
         let note = if !j["waiting_reason"].is_null() {
             text(&j["waiting_reason"])

@@ -1,0 +1,134 @@
+//! The job outbox: idempotency, retries with backoff, permanent failures,
+//! dead jobs and manual retry.
+
+use serde_json::json;
+
+use crate::common::{Db, Fixture};
+use crate::on_both_databases;
+
+on_both_databases!(
+    idempotency_key_returns_the_first_job,
+    retries_failures_and_dead_jobs
+);
+
+async fn idempotency_key_returns_the_first_job(db: Db) {
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(json!({ "connector": "echo", "label": "idem" }))
+        .await;
+    let body = json!({ "connection_id": id, "action": "echo.say", "params": { "message": "once" }, "idempotency_key": "order-42" });
+    let first = daemon.post("/jobs", body.clone()).await;
+    assert_eq!(first.status, 201);
+    let second = daemon.post("/jobs", body).await;
+    assert_eq!(second.status, 200, "a repeat returns the first job");
+    assert_eq!(first.body["id"], second.body["id"]);
+
+    // The header works the same way.
+    let by_header = daemon
+        .send(
+            daemon
+                .http
+                .post(daemon.api("/jobs"))
+                .bearer_auth(&daemon.token)
+                .header("Idempotency-Key", "order-42")
+                .json(&json!({ "connection_id": id, "action": "echo.say", "params": { "message": "once" } })),
+        )
+        .await;
+    assert_eq!(by_header.status, 200);
+    assert_eq!(by_header.body["id"], first.body["id"]);
+
+    // Reusing a key for something else is a conflict, not a silent success.
+    let other = daemon
+        .post("/jobs", json!({ "connection_id": id, "action": "echo.say", "params": { "message": "twice" }, "idempotency_key": "order-42" }))
+        .await;
+    assert_eq!(other.status, 409, "{}", other.body);
+    let all = daemon.get("/jobs").await.body;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let done = daemon.wait_job(first.body["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded");
+}
+
+async fn retries_failures_and_dead_jobs(db: Db) {
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(json!({ "connector": "echo", "label": "flaky" }))
+        .await;
+
+    let flaky = daemon
+        .submit(
+            &id,
+            "echo.say",
+            json!({ "message": "eventually", "fail_attempts": 2 }),
+        )
+        .await;
+    let flaky = daemon.wait_job(flaky["id"].as_str().unwrap()).await;
+    assert_eq!(flaky["state"], "succeeded", "{flaky}");
+    assert_eq!(flaky["attempts"], 3);
+
+    let broken = daemon
+        .submit(
+            &id,
+            "echo.say",
+            json!({ "message": "never", "fail_permanently": true }),
+        )
+        .await;
+    let broken = daemon.wait_job(broken["id"].as_str().unwrap()).await;
+    assert_eq!(broken["state"], "failed", "{broken}");
+    assert_eq!(broken["attempts"], 1, "a permanent error is not retried");
+    assert_eq!(broken["error"]["code"], "rejected");
+
+    let reply = daemon
+        .post("/jobs", json!({ "connection_id": id, "action": "echo.say", "params": { "message": "dies", "fail_attempts": 2 }, "max_attempts": 2 }))
+        .await;
+    let dead = daemon.wait_job(reply.body["id"].as_str().unwrap()).await;
+    assert_eq!(dead["state"], "dead", "{dead}");
+    assert_eq!(dead["attempts"], 2);
+    assert!(
+        dead["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts")
+    );
+
+    // A dead job can be retried by hand; the third attempt succeeds.
+    let retried = daemon
+        .post(
+            &format!("/jobs/{}/retry", dead["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(retried.body["state"], "queued");
+    let done = daemon.wait_job(dead["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 3);
+
+    // Only failed or dead jobs can be retried.
+    let again = daemon
+        .post(
+            &format!("/jobs/{}/retry", done["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+
+    // Every final state was announced as job.finished.
+    let finished = daemon.get("/events?type=job.finished&limit=100").await.body;
+    let states: Vec<&str> = finished
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "succeeded").count(),
+        2,
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&"failed") && states.contains(&"dead"),
+        "{states:?}"
+    );
+}

@@ -1,0 +1,274 @@
+//! The central promise: change a connection's credentials or settings and
+//! its runtime restarts in place with them, no process restart, every
+//! transition visible as an event.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::common::{Db, Fixture, Probe};
+use crate::on_both_databases;
+
+on_both_databases!(
+    secret_change_restarts_the_runtime_in_place,
+    settings_change_restarts_the_runtime,
+    rejected_credentials_make_jobs_wait
+);
+
+/// Read `connection.status` events from an SSE stream until `until` arrives.
+async fn statuses_until(
+    stream: &mut (
+             impl futures::Stream<Item = Result<eventsource_stream::Event, impl std::fmt::Debug>> + Unpin
+         ),
+    until: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, stream.next()).await {
+        let message = item.expect("stream item");
+        if message.event != "connection.status" {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&message.data).unwrap();
+        assert_eq!(
+            message.id,
+            event["id"].to_string(),
+            "SSE id is the event id"
+        );
+        let status = event["payload"]["status"].as_str().unwrap().to_owned();
+        seen.push(status.clone());
+        if status == until {
+            return seen;
+        }
+    }
+    panic!("stream ended before `{until}`; saw {seen:?}");
+}
+
+async fn secret_change_restarts_the_runtime_in_place(db: Db) {
+    let probe = Probe::start(&["first-token", "second-token"]).await;
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(json!({
+            "connector": "echo",
+            "label": "lifecycle",
+            "settings": { "probe_url": probe.url },
+            "secrets": { "token": "first-token" },
+        }))
+        .await;
+    daemon.wait_status(&id, "connected").await;
+    assert_eq!(probe.last_seen().as_deref(), Some("Bearer first-token"));
+    let pid_before = daemon.get("/health").await.body["pid"].clone();
+    assert_eq!(pid_before, json!(daemon.pid()));
+
+    let response = daemon
+        .http
+        .get(daemon.api(&format!("/events/stream?connection_id={id}")))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream().eventsource();
+
+    let reply = daemon
+        .put(
+            &format!("/connections/{id}/secrets"),
+            json!({ "token": "second-token" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["secrets_set"], json!(["token"]));
+    assert!(
+        !reply.body.to_string().contains("second-token"),
+        "secrets are write-only"
+    );
+
+    let statuses = statuses_until(&mut stream, "connected").await;
+    assert_eq!(
+        statuses,
+        ["connecting", "connected"],
+        "the restart is visible in order"
+    );
+    assert_eq!(
+        probe.last_seen().as_deref(),
+        Some("Bearer second-token"),
+        "the new runtime uses the new secret"
+    );
+    assert_eq!(
+        daemon.get("/health").await.body["pid"],
+        pid_before,
+        "same process"
+    );
+
+    // The restarted runtime also runs actions with the new secret.
+    let job = daemon.submit(&id, "echo.probe", json!({})).await;
+    let job = daemon.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["status"], 200);
+    assert_eq!(probe.last_seen().as_deref(), Some("Bearer second-token"));
+
+    // The event log holds the same transitions, in order, for later readers.
+    let events = daemon
+        .get(&format!(
+            "/events?type=connection.status&connection_id={id}"
+        ))
+        .await
+        .body;
+    let logged: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logged,
+        ["connecting", "connected", "connecting", "connected"]
+    );
+}
+
+async fn settings_change_restarts_the_runtime(db: Db) {
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(
+            json!({ "connector": "echo", "label": "greeter", "settings": { "greeting": "hello" } }),
+        )
+        .await;
+    daemon.wait_status(&id, "connected").await;
+    let job = daemon
+        .submit(&id, "echo.say", json!({ "message": "world" }))
+        .await;
+    let job = daemon.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(job["result"]["message"], "hello world");
+
+    let reply = daemon
+        .put(
+            &format!("/connections/{id}/settings"),
+            json!({ "greeting": "bonjour" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    daemon.wait_status(&id, "connected").await;
+    let job = daemon
+        .submit(&id, "echo.say", json!({ "message": "world" }))
+        .await;
+    let job = daemon.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(
+        job["result"]["message"], "bonjour world",
+        "the runtime runs with the new settings"
+    );
+
+    // Disabling stops the runtime; enabling starts it again.
+    let reply = daemon
+        .send(
+            daemon
+                .http
+                .patch(daemon.api(&format!("/connections/{id}")))
+                .bearer_auth(&daemon.token)
+                .json(&json!({ "enabled": false })),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let status = daemon.wait_status(&id, "disconnected").await;
+    assert_eq!(status["reason"], "disabled");
+    let reply = daemon
+        .send(
+            daemon
+                .http
+                .patch(daemon.api(&format!("/connections/{id}")))
+                .bearer_auth(&daemon.token)
+                .json(&json!({ "enabled": true })),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    daemon.wait_status(&id, "connected").await;
+
+    // Deleting stops the runtime and forgets the connection.
+    assert_eq!(
+        daemon.delete(&format!("/connections/{id}")).await.status,
+        204
+    );
+    assert_eq!(daemon.get(&format!("/connections/{id}")).await.status, 404);
+    assert_eq!(
+        daemon.delete(&format!("/connections/{id}")).await.status,
+        404
+    );
+}
+
+async fn rejected_credentials_make_jobs_wait(db: Db) {
+    let probe = Probe::start(&["good"]).await;
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(json!({
+            "connector": "echo",
+            "label": "reauth",
+            "settings": { "probe_url": probe.url },
+            "secrets": { "token": "revoked" },
+        }))
+        .await;
+    let status = daemon.wait_status(&id, "needs_reauth").await;
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("reconnect this account"),
+        "{status}"
+    );
+
+    // A job submitted now waits instead of failing.
+    let job = daemon
+        .submit(&id, "echo.say", json!({ "message": "patience" }))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let mut waiting = Value::Null;
+    for _ in 0..100 {
+        waiting = daemon.get(&format!("/jobs/{job_id}")).await.body;
+        if !waiting["waiting_reason"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert_eq!(
+        waiting["attempts"], 0,
+        "waiting spends no attempt: {waiting}"
+    );
+    assert!(
+        waiting["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs_reauth"),
+        "{waiting}"
+    );
+
+    // New credentials: the connection comes back and the job runs at once.
+    daemon
+        .put(
+            &format!("/connections/{id}/secrets"),
+            json!({ "token": "good" }),
+        )
+        .await;
+    daemon.wait_status(&id, "connected").await;
+    let done = daemon.wait_job(&job_id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1);
+
+    // A service that rejects the credentials mid-session has the same effect.
+    let job = daemon
+        .submit(
+            &id,
+            "echo.say",
+            json!({ "message": "x", "reject_credentials": true }),
+        )
+        .await;
+    daemon.wait_status(&id, "needs_reauth").await;
+    let waiting = daemon
+        .get(&format!("/jobs/{}", job["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+}

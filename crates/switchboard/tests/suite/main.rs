@@ -1,0 +1,12 @@
+//! The integration suite: every test boots a real daemon (see `common`) and
+//! talks to it over HTTP or the CLI, on SQLite and on PostgreSQL.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod crash;
+mod jobs;
+mod lifecycle;
+mod secrets;
+mod vault;
