@@ -251,12 +251,6 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "switchboard {} listening on http://{}",
-        env!("CARGO_PKG_VERSION"),
-        running.addr
-    )?;
     if let Some(token) = &running.new_admin_token {
         writeln!(
             out,
@@ -264,6 +258,13 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             token.expose_secret()
         )?;
     }
+    // Printed last: scripts may wait for this line and find the token above it.
+    writeln!(
+        out,
+        "switchboard {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        running.addr
+    )?;
     out.flush()?;
     drop(out);
     tracing::info!(addr = %running.addr, database = if settings.is_sqlite() { "sqlite" } else { "postgres" }, "ready");

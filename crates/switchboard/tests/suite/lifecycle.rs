@@ -266,9 +266,24 @@ async fn rejected_credentials_make_jobs_wait(db: Db) {
         )
         .await;
     daemon.wait_status(&id, "needs_reauth").await;
-    let waiting = daemon
-        .get(&format!("/jobs/{}", job["id"].as_str().unwrap()))
-        .await
-        .body;
+    let mut waiting = Value::Null;
+    for _ in 0..100 {
+        waiting = daemon
+            .get(&format!("/jobs/{}", job["id"].as_str().unwrap()))
+            .await
+            .body;
+        if waiting["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert_eq!(waiting["attempts"], 0, "{waiting}");
+    assert!(
+        waiting["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("re-authorization"),
+        "{waiting}"
+    );
 }
