@@ -177,12 +177,6 @@ impl Supervisor {
     /// Start a runtime for every enabled connection.
     pub async fn start_all(&self) -> Result<(), StoreError> {
         let connections = self.inner.store.list_connections().await?;
-        {
-            let mut statuses = self.inner.statuses.lock().expect("status map poisoned");
-            for c in &connections {
-                statuses.insert(c.id.clone(), c.status.clone());
-            }
-        }
         for c in connections {
             self.apply(&c.id).await?;
         }
@@ -200,14 +194,11 @@ impl Supervisor {
             let _ = runtime.task.await;
         }
         let connection = self.inner.store.get_connection(id).await?;
+        if let Some(c) = &connection {
+            self.inner.track(c);
+        }
         match connection {
             Some(c) if c.enabled && !self.inner.shutdown.is_cancelled() => {
-                self.inner
-                    .statuses
-                    .lock()
-                    .expect("status map poisoned")
-                    .entry(c.id.clone())
-                    .or_insert_with(|| c.status.clone());
                 // Report `connecting` before returning, so callers see the
                 // restart has begun; the runtime's first step repeats it.
                 self.inner
@@ -227,12 +218,6 @@ impl Supervisor {
                 } else {
                     "disabled"
                 };
-                self.inner
-                    .statuses
-                    .lock()
-                    .expect("status map poisoned")
-                    .entry(c.id.clone())
-                    .or_insert_with(|| c.status.clone());
                 self.inner
                     .set_status(id, StatusKind::Disconnected, Some(reason.to_owned()))
                     .await;
@@ -346,6 +331,15 @@ impl Supervisor {
 }
 
 impl Inner {
+    /// Know a connection's status from its row until the runtime reports.
+    fn track(&self, connection: &switchboard_core::Connection) {
+        self.statuses
+            .lock()
+            .expect("status map poisoned")
+            .entry(connection.id.clone())
+            .or_insert_with(|| connection.status.clone());
+    }
+
     fn slot(&self, id: &str) -> Slot {
         self.slots
             .lock()

@@ -448,6 +448,8 @@ impl Drop for Daemon {
 pub struct Probe {
     pub url: String,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// While true the probe answers 503, like a service that is down.
+    pub down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Probe {
@@ -457,17 +459,21 @@ impl Probe {
         let accepted = Arc::new(Mutex::new(
             accepted.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         ));
-        let (s, a) = (seen.clone(), accepted.clone());
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, a, d) = (seen.clone(), accepted.clone(), down.clone());
         let app = axum::Router::new().route(
             "/check",
             axum::routing::get(move |headers: HeaderMap| {
-                let (s, a) = (s.clone(), a.clone());
+                let (s, a, d) = (s.clone(), a.clone(), d.clone());
                 async move {
                     let auth = headers
                         .get("authorization")
                         .map(|v| v.to_str().unwrap().to_owned())
                         .unwrap_or_default();
                     s.lock().unwrap().push(auth.clone());
+                    if d.load(std::sync::atomic::Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     let token = auth.strip_prefix("Bearer ").unwrap_or("");
                     if a.lock().unwrap().iter().any(|t| t == token) {
                         StatusCode::OK
@@ -480,7 +486,7 @@ impl Probe {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/check", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Probe { url, seen }
+        Probe { url, seen, down }
     }
 
     pub fn last_seen(&self) -> Option<String> {

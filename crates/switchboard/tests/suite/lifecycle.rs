@@ -12,6 +12,8 @@ use crate::common::{Db, Fixture, Probe};
 use crate::on_both_databases;
 
 on_both_databases!(
+    an_unavailable_service_is_retried_with_backoff_until_it_returns,
+    in_flight_actions_finish_across_a_restart,
     secret_change_restarts_the_runtime_in_place,
     settings_change_restarts_the_runtime,
     rejected_credentials_make_jobs_wait
@@ -63,9 +65,30 @@ async fn secret_change_restarts_the_runtime_in_place(db: Db) {
     let pid_before = daemon.get("/health").await.body["pid"].clone();
     assert_eq!(pid_before, json!(daemon.pid()));
 
+    // Follow the stream from the last event logged so far (the status map
+    // can answer `connected` a moment before its event is in the log).
+    let mut last_id = 0;
+    for _ in 0..100 {
+        let events = daemon
+            .get(&format!("/events?connection_id={id}"))
+            .await
+            .body;
+        let events = events.as_array().unwrap();
+        if events
+            .last()
+            .is_some_and(|e| e["payload"]["status"] == "connected")
+        {
+            last_id = events.last().unwrap()["id"].as_i64().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(last_id > 0, "the first connect was logged");
     let response = daemon
         .http
-        .get(daemon.api(&format!("/events/stream?connection_id={id}")))
+        .get(daemon.api(&format!(
+            "/events/stream?connection_id={id}&after={last_id}"
+        )))
         .bearer_auth(&daemon.token)
         .send()
         .await
@@ -286,4 +309,95 @@ async fn rejected_credentials_make_jobs_wait(db: Db) {
             .contains("re-authorization"),
         "{waiting}"
     );
+}
+
+async fn an_unavailable_service_is_retried_with_backoff_until_it_returns(db: Db) {
+    let probe = Probe::start(&["t"]).await;
+    probe.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(json!({
+            "connector": "echo", "label": "flaky-service",
+            "settings": { "probe_url": probe.url },
+            "secrets": { "token": "t" },
+        }))
+        .await;
+    let status = daemon.wait_status(&id, "error").await;
+    assert!(
+        status["reason"].as_str().unwrap().contains("retrying in"),
+        "{status}"
+    );
+    // Several attempts, spaced out (backoff), not a tight loop.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let attempts = probe.seen.lock().unwrap().len();
+    assert!(
+        (2..=12).contains(&attempts),
+        "{attempts} connect attempts in 1.5 s"
+    );
+
+    probe.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    daemon.wait_status(&id, "connected").await;
+    let events = daemon
+        .get(&format!(
+            "/events?type=connection.status&connection_id={id}&limit=1000"
+        ))
+        .await
+        .body;
+    let reasons: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["payload"]["status"] == "connecting")
+        .filter_map(|e| e["payload"]["reason"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("reconnecting (attempt")),
+        "{reasons:?}"
+    );
+}
+
+async fn in_flight_actions_finish_across_a_restart(db: Db) {
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = daemon
+        .create_connection(
+            json!({ "connector": "echo", "label": "busy", "secrets": { "token": "a" } }),
+        )
+        .await;
+    daemon.wait_status(&id, "connected").await;
+    let slow = daemon
+        .submit(
+            &id,
+            "echo.say",
+            json!({ "message": "slow", "work_ms": 1200 }),
+        )
+        .await;
+    let slow_id = slow["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        if daemon.get(&format!("/jobs/{slow_id}")).await.body["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Restart mid-action: the action finishes (within the drain grace), once.
+    let reply = daemon
+        .put(
+            &format!("/connections/{id}/secrets"),
+            json!({ "token": "b" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let done = daemon.wait_job(&slow_id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    daemon.wait_status(&id, "connected").await;
+    // Jobs submitted during the restart wait for it and run.
+    let after = daemon
+        .submit(&id, "echo.say", json!({ "message": "after" }))
+        .await;
+    let after = daemon.wait_job(after["id"].as_str().unwrap()).await;
+    assert_eq!(after["state"], "succeeded");
 }
