@@ -101,6 +101,12 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            EngineError::Authorization(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "authorization_failed", message)
+            }
+            EngineError::Upstream(message) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
+            }
             other if other.code() == "key_from_environment" => ApiError::new(
                 StatusCode::CONFLICT,
                 "key_from_environment",

@@ -31,6 +31,8 @@ use utoipa_axum::router::OpenApiRouter;
 pub struct ApiState {
     pub engine: Arc<Engine>,
     pub started: Instant,
+    /// The daemon's URL as the user's browser reaches it (OAuth callbacks).
+    pub public_url: String,
 }
 
 #[derive(OpenApi)]
@@ -58,14 +60,8 @@ struct ApiDoc;
 pub struct ApiOptions {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit: usize,
-}
-
-impl Default for ApiOptions {
-    fn default() -> Self {
-        ApiOptions {
-            body_limit: 1024 * 1024,
-        }
-    }
+    /// The daemon's URL as a browser reaches it, for OAuth callbacks.
+    pub public_url: String,
 }
 
 /// The router: `/api/v1/...` plus the OpenAPI document.
@@ -73,6 +69,7 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
     let state = ApiState {
         engine,
         started: Instant::now(),
+        public_url: options.public_url.clone(),
     };
     let (protected, mut doc) = routes::protected().split_for_parts();
     let (public, public_doc) = routes::public().split_for_parts();
@@ -94,9 +91,16 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
             }),
         )
         .fallback(routes::not_found)
-        .with_state(state);
+        .with_state(state.clone());
+    let callbacks = Router::new()
+        .route(
+            "/oauth/{connector}/callback",
+            axum::routing::get(routes::oauth_callback),
+        )
+        .with_state(state.clone());
     Router::new()
         .nest("/api/v1", api)
+        .merge(callbacks)
         .layer(axum::Extension(extract::BodyLimit(options.body_limit)))
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(TraceLayer::new_for_http())

@@ -324,3 +324,11 @@ pub struct EventQuery {
 pub struct RotateKeyResult {
     pub data_keys_rewrapped: usize,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationView {
+    /// Open this in a browser to approve access.
+    pub authorize_url: String,
+    /// Epoch milliseconds after which the link no longer works.
+    pub expires_at: i64,
+}

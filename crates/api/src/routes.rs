@@ -42,6 +42,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(set_secrets))
         .routes(routes!(get_status))
         .routes(routes!(restart_connection))
+        .routes(routes!(connect_connection))
         .routes(routes!(list_jobs, submit_job))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
@@ -443,4 +444,74 @@ async fn rotate_key(State(state): State<ApiState>) -> Result<Json<RotateKeyResul
     Ok(Json(RotateKeyResult {
         data_keys_rewrapped: count,
     }))
+}
+
+/// Begin the authorization flow (OAuth) of a connection. Open the returned
+/// URL in a browser; when the service sends the user back, the connection
+/// goes live with the new tokens, no restart. The link is single use and
+/// expires after 10 minutes.
+#[utoipa::path(post, path = "/connections/{id}/connect", tag = "connections",
+    responses((status = 200, body = AuthorizationView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
+async fn connect_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AuthorizationView>, ApiError> {
+    let started = state
+        .engine
+        .begin_authorization(&id, &state.public_url)
+        .await?;
+    Ok(Json(AuthorizationView {
+        authorize_url: started.authorize_url,
+        expires_at: started.expires_at,
+    }))
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title} · switchboard</title></head>\
+         <body style=\"font-family: sans-serif; max-width: 40em; margin: 4em auto\"><h1>{title}</h1><p>{message}</p></body></html>",
+        title = escape_html(title),
+        message = escape_html(message),
+    );
+    (status, axum::response::Html(body)).into_response()
+}
+
+/// Where a service sends the user back after an authorization. The `state`
+/// (single use, 10 minutes) is the credential here, so no bearer token.
+pub(crate) async fn oauth_callback(
+    State(state): State<ApiState>,
+    Path(connector): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    match state
+        .engine
+        .finish_authorization(&connector, &params, &state.public_url)
+        .await
+    {
+        Ok(view) => page(
+            StatusCode::OK,
+            "Connected",
+            &format!(
+                "{} ({}) is connected. You can close this window.",
+                view.connection.label, view.connection.connector
+            ),
+        ),
+        Err(error) => {
+            let api: ApiError = error.into();
+            tracing::warn!(connector = %connector, code = api.code, "authorization callback rejected");
+            let status = if api.status.is_server_error() {
+                api.status
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            page(status, "Not connected", &api.detail)
+        }
+    }
 }

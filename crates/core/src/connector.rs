@@ -99,6 +99,19 @@ pub trait RuntimeEnv: Send + Sync + 'static {
     /// Report a status change while running (for example `degraded` when
     /// events stop arriving, and `connected` again when they resume).
     async fn report_status(&self, kind: StatusKind, reason: Option<String>);
+    /// The connection's secrets as they are in the vault now (another
+    /// process may have refreshed a token since this session started).
+    async fn load_secrets(&self) -> Result<Secrets, String>;
+    /// Write secrets (for example a refreshed token) without restarting the
+    /// runtime. `None` deletes.
+    async fn store_secrets(
+        &self,
+        changes: Vec<(String, Option<SecretString>)>,
+    ) -> Result<(), String>;
+    /// Hold a lock named `key` for this connection across every process that
+    /// shares the database, until the guard is dropped. Used so that exactly
+    /// one refresh of a rotating token is in flight.
+    async fn lock(&self, key: &str) -> Result<Box<dyn Send>, String>;
 }
 
 /// Everything a session needs, handed over by the supervisor at each start.
@@ -196,6 +209,36 @@ impl ActionError {
     }
 }
 
+/// What a connector gets to start or finish an authorization flow.
+pub struct AuthorizeRequest {
+    pub connection_id: String,
+    pub settings: Value,
+    pub secrets: Secrets,
+    /// Where the service must send the user back (the daemon's callback URL).
+    pub redirect_uri: String,
+}
+
+/// The start of an authorization flow: where to send the user, and what to
+/// keep until the callback.
+pub struct AuthorizeStart {
+    /// The URL the user opens to approve access.
+    pub authorize_url: String,
+    /// The value that comes back in the callback and identifies the flow
+    /// (OAuth 2 `state`, OAuth 1.0a `oauth_token`). Single use.
+    pub state: String,
+    /// Secret material kept (sealed) until the callback: a PKCE verifier, an
+    /// OAuth 1.0a request token secret.
+    pub flow_secret: SecretString,
+    /// Anything else the connector wants back at the callback.
+    pub flow_data: Value,
+}
+
+/// A flow handed back to the connector at the callback.
+pub struct AuthorizeFlow {
+    pub flow_secret: SecretString,
+    pub flow_data: Value,
+}
+
 /// A kind of service. Stateless: all per-connection state lives in sessions.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
@@ -204,6 +247,37 @@ pub trait Connector: Send + Sync + 'static {
     /// Open a session for one connection. Called by the supervisor on every
     /// start and restart, with the settings and secrets as they are now.
     async fn connect(&self, ctx: RuntimeContext) -> Result<Arc<dyn Session>, ConnectorError>;
+
+    /// The callback query parameter that carries the flow's `state`
+    /// (`state` for OAuth 2, `oauth_token` for OAuth 1.0a).
+    fn callback_state_param(&self) -> &'static str {
+        "state"
+    }
+
+    /// Begin an authorization flow (for `auth` kinds `oauth2` and `oauth1`).
+    async fn begin_authorization(
+        &self,
+        _request: AuthorizeRequest,
+    ) -> Result<AuthorizeStart, ConnectorError> {
+        Err(ConnectorError::Misconfigured(format!(
+            "connector `{}` has no authorization flow; set its secrets directly",
+            self.manifest().name
+        )))
+    }
+
+    /// Finish a flow from the callback's query parameters; returns the
+    /// secrets to store (tokens).
+    async fn finish_authorization(
+        &self,
+        _request: AuthorizeRequest,
+        _flow: AuthorizeFlow,
+        _params: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, SecretString)>, ConnectorError> {
+        Err(ConnectorError::Misconfigured(format!(
+            "connector `{}` has no authorization flow",
+            self.manifest().name
+        )))
+    }
 }
 
 /// One live connection to a service.

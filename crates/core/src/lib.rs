@@ -12,8 +12,9 @@ pub mod status;
 pub mod time;
 
 pub use connector::{
-    ActionCall, ActionError, ActionSpec, AuthKind, Connector, ConnectorError, ConnectorManifest,
-    RuntimeContext, RuntimeEnv, SecretSpec, Secrets, Session, TriggerSpec,
+    ActionCall, ActionError, ActionSpec, AuthKind, AuthorizeFlow, AuthorizeRequest, AuthorizeStart,
+    Connector, ConnectorError, ConnectorManifest, RuntimeContext, RuntimeEnv, SecretSpec, Secrets,
+    Session, TriggerSpec,
 };
 pub use event::{Event, NewEvent};
 pub use job::{Job, JobError, JobState};

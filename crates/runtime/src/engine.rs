@@ -14,9 +14,10 @@ use serde::Serialize;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
-    Connection, ConnectionStatus, ConnectorManifest, Event, Job, NewEvent, StatusKind, new_id,
+    AuthKind, AuthorizeFlow, AuthorizeRequest, Connection, ConnectionStatus, Connector,
+    ConnectorError, ConnectorManifest, Event, Job, NewEvent, StatusKind, new_id,
 };
-use switchboard_store::{EventFilter, JobFilter, NewJob, Store, StoreError};
+use switchboard_store::{EventFilter, FlowLookup, JobFilter, NewFlow, NewJob, Store, StoreError};
 use switchboard_vault::{Vault, VaultError};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -52,6 +53,13 @@ pub enum EngineError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
+    /// An authorization callback that cannot complete (unknown, reused or
+    /// expired state; the user denied access; the service refused the code).
+    #[error("{0}")]
+    Authorization(String),
+    /// The external service failed while we talked to it.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -74,6 +82,8 @@ impl EngineError {
             EngineError::NotFound { .. } => "not_found",
             EngineError::Invalid(_) => "invalid_input",
             EngineError::Conflict(_) => "conflict",
+            EngineError::Authorization(_) => "authorization_failed",
+            EngineError::Upstream(_) => "upstream_failed",
             EngineError::Vault(VaultError::KeyFromEnvironment) => "key_from_environment",
             EngineError::Vault(_) | EngineError::Store(_) => "internal",
         }
@@ -147,6 +157,29 @@ pub struct ConnectionView {
     #[serde(flatten)]
     pub connection: Connection,
     pub secrets_set: Vec<String>,
+}
+
+/// How long an authorization flow may take before its link expires.
+pub const AUTHORIZATION_TTL: Duration = Duration::from_secs(600);
+
+/// The daemon's OAuth callback URL for a connector.
+pub fn callback_url(public_url: &str, connector: &str) -> String {
+    format!(
+        "{}/oauth/{connector}/callback",
+        public_url.trim_end_matches('/')
+    )
+}
+
+fn flow_label(state: &str) -> String {
+    format!("flow:{state}")
+}
+
+/// Where to send the user to authorize a connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthorizationStarted {
+    pub authorize_url: String,
+    /// Epoch milliseconds after which the link no longer works.
+    pub expires_at: i64,
 }
 
 pub struct Engine {
@@ -230,6 +263,9 @@ impl Engine {
     async fn retain_events(self: Arc<Self>) {
         loop {
             let older_than = now_ms() - self.config.event_retention.as_millis() as i64;
+            if let Err(error) = self.store.prune_flows(now_ms() - 24 * 3600 * 1000).await {
+                tracing::warn!(%error, "could not prune expired authorization flows");
+            }
             match self
                 .store
                 .prune_events(older_than, self.config.event_max_rows)
@@ -585,6 +621,172 @@ impl Engine {
 
     pub async fn publish_event(&self, event: NewEvent) -> Result<Arc<Event>> {
         Ok(self.bus.publish(event).await?)
+    }
+
+    /// Begin an authorization flow (OAuth) for a connection: returns the URL
+    /// the user opens. The flow is single use and expires after
+    /// [`AUTHORIZATION_TTL`].
+    pub async fn begin_authorization(
+        &self,
+        connection_id: &str,
+        public_url: &str,
+    ) -> Result<AuthorizationStarted> {
+        let connection = self.get_connection(connection_id).await?.connection;
+        let connector = self.connector_of(&connection)?;
+        let manifest = connector.manifest();
+        if !matches!(manifest.auth, AuthKind::Oauth2 | AuthKind::Oauth1) {
+            return Err(EngineError::Conflict(format!(
+                "connector `{}` does not use an authorization flow; set its secrets with PUT /api/v1/connections/{connection_id}/secrets",
+                manifest.name
+            )));
+        }
+        let request = AuthorizeRequest {
+            connection_id: connection_id.to_owned(),
+            settings: connection.settings.clone(),
+            secrets: self.vault.secrets(connection_id).await?,
+            redirect_uri: callback_url(public_url, &manifest.name),
+        };
+        let start = connector
+            .begin_authorization(request)
+            .await
+            .map_err(|e| match e {
+                ConnectorError::Misconfigured(m) => EngineError::Conflict(m),
+                other => EngineError::Upstream(other.to_string()),
+            })?;
+        let now = now_ms();
+        let expires_at = now + AUTHORIZATION_TTL.as_millis() as i64;
+        let sealed_secret = self
+            .vault
+            .seal_value(connection_id, &flow_label(&start.state), &start.flow_secret)
+            .await?;
+        self.store
+            .insert_flow(&NewFlow {
+                state: start.state,
+                connection_id: connection_id.to_owned(),
+                sealed_secret,
+                data: start.flow_data,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok(AuthorizationStarted {
+            authorize_url: start.authorize_url,
+            expires_at,
+        })
+    }
+
+    /// Finish an authorization flow from its callback: exchange the grant
+    /// for tokens, store them, restart the connection with them.
+    pub async fn finish_authorization(
+        &self,
+        connector_name: &str,
+        params: &BTreeMap<String, String>,
+        public_url: &str,
+    ) -> Result<ConnectionView> {
+        let connector = self
+            .registry
+            .connector(connector_name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound {
+                what: "connector",
+                id: connector_name.to_owned(),
+            })?;
+        let state = params
+            .get(connector.callback_state_param())
+            .ok_or_else(|| {
+                EngineError::Authorization(format!(
+                    "the callback carries no `{}`; start the connection again",
+                    connector.callback_state_param()
+                ))
+            })?;
+        let flow = match self.store.consume_flow(state, now_ms()).await? {
+            FlowLookup::Found(flow) => flow,
+            FlowLookup::Unknown => {
+                return Err(EngineError::Authorization(
+                    "this authorization link is unknown; start the connection again".into(),
+                ));
+            }
+            FlowLookup::AlreadyUsed => {
+                return Err(EngineError::Authorization(
+                    "this authorization link was already used; start the connection again".into(),
+                ));
+            }
+            FlowLookup::Expired => {
+                return Err(EngineError::Authorization(
+                    "this authorization link expired (they last 10 minutes); start the connection again".into(),
+                ));
+            }
+        };
+        // OAuth 2 says `error=access_denied`; OAuth 1.0a (X) says `denied=<token>`.
+        let denied = params
+            .get("error")
+            .cloned()
+            .or_else(|| params.get("denied").map(|_| "access_denied".to_owned()));
+        if let Some(error) = denied {
+            let detail = params
+                .get("error_description")
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            return Err(EngineError::Authorization(format!(
+                "the service did not grant access ({error}{detail}); start the connection again to retry"
+            )));
+        }
+        let connection = self.get_connection(&flow.connection_id).await?.connection;
+        if connection.connector != connector_name {
+            return Err(EngineError::Authorization(
+                "this authorization link belongs to another connector".into(),
+            ));
+        }
+        let flow_secret = self
+            .vault
+            .open_value(&connection.id, &flow_label(state), &flow.sealed_secret)
+            .await?;
+        let request = AuthorizeRequest {
+            connection_id: connection.id.clone(),
+            settings: connection.settings.clone(),
+            secrets: self.vault.secrets(&connection.id).await?,
+            redirect_uri: callback_url(public_url, connector_name),
+        };
+        let tokens = connector
+            .finish_authorization(
+                request,
+                AuthorizeFlow {
+                    flow_secret,
+                    flow_data: flow.data,
+                },
+                params,
+            )
+            .await
+            .map_err(|e| match e {
+                ConnectorError::Unavailable(m) => EngineError::Upstream(m),
+                other => EngineError::Authorization(other.to_string()),
+            })?;
+        let changes = tokens
+            .into_iter()
+            .map(|(name, value)| (name, Some(value)))
+            .collect();
+        self.vault.write_secrets(&connection.id, changes).await?;
+        self.supervisor.apply(&connection.id).await?;
+        self.bus
+            .publish_or_log(NewEvent::new(
+                "connection.authorized",
+                Some(connection.id.clone()),
+                serde_json::json!({ "connector": connector_name }),
+            ))
+            .await;
+        self.get_connection(&connection.id).await
+    }
+
+    fn connector_of(&self, connection: &Connection) -> Result<Arc<dyn Connector>> {
+        self.registry
+            .connector(&connection.connector)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "connector `{}` is not part of this build",
+                    connection.connector
+                ))
+            })
     }
 
     /// Replace the master key while running; returns how many data keys moved.

@@ -34,10 +34,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::SecretString;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
-    ConnectionStatus, ConnectorError, NewEvent, RuntimeContext, RuntimeEnv, Session, StatusKind,
+    ConnectionStatus, ConnectorError, NewEvent, RuntimeContext, RuntimeEnv, Secrets, Session,
+    StatusKind,
 };
 use switchboard_store::{Store, StoreError};
 use switchboard_vault::Vault;
@@ -627,5 +629,36 @@ impl RuntimeEnv for Env {
                 "a session may only report connected, degraded or needs_reauth; it ends its run to report failure"
             ),
         }
+    }
+
+    async fn load_secrets(&self) -> Result<Secrets, String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner
+            .vault
+            .secrets(&self.connection_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn store_secrets(
+        &self,
+        changes: Vec<(String, Option<SecretString>)>,
+    ) -> Result<(), String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner
+            .vault
+            .write_secrets(&self.connection_id, changes)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn lock(&self, key: &str) -> Result<Box<dyn Send>, String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        let guard = inner
+            .store
+            .lock(&format!("connection:{}:{key}", self.connection_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(guard))
     }
 }

@@ -20,12 +20,16 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod connections;
 pub mod events;
+mod flows;
 pub mod jobs;
+mod locks;
 mod secrets;
 mod tokens;
 
 pub use events::EventFilter;
+pub use flows::{Flow, FlowLookup, NewFlow};
 pub use jobs::{JobFilter, NewJob, SubmitOutcome};
+pub use locks::LockGuard;
 pub use secrets::SealedSecret;
 pub use tokens::{ApiToken, TokenRole};
 
@@ -77,6 +81,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    locks: locks::LocalLocks,
 }
 
 impl Store {
@@ -126,7 +131,11 @@ impl Store {
                     .await?
             }
         };
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            locks: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }

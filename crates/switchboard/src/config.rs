@@ -32,6 +32,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address of the HTTP API.
     pub listen: String,
+    /// The daemon's URL as a browser reaches it (OAuth callbacks go to
+    /// `<public_url>/oauth/<connector>/callback`); default `http://<listen>`.
+    pub public_url: Option<String>,
     /// `sqlite://PATH` or `postgres://...`; default: `switchboard.db` in the data dir.
     pub database_url: Option<String>,
     /// `pretty` or `json`.
@@ -93,6 +96,7 @@ impl Default for Config {
         Config {
             data_dir: default_data_dir(),
             listen: "127.0.0.1:7700".into(),
+            public_url: None,
             database_url: None,
             log_format: "pretty".into(),
             jobs: JobsSection {
@@ -175,6 +179,7 @@ pub enum ConfigError {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub public_url: Option<String>,
     pub database_url: String,
     pub log_format: String,
     pub runtime: RuntimeConfig,
@@ -284,6 +289,7 @@ impl Config {
         Ok(Settings {
             data_dir: self.data_dir,
             listen,
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             database_url,
             log_format: self.log_format,
             runtime,

@@ -157,6 +157,10 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
         engine.clone(),
         ApiOptions {
             body_limit: settings.body_limit,
+            public_url: settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
         },
     );
     let stop_server = CancellationToken::new();

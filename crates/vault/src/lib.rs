@@ -180,6 +180,10 @@ fn wrap_aad(scope: &str) -> Vec<u8> {
     format!("switchboard/data-key/v1/{scope}").into_bytes()
 }
 
+fn value_aad(connection_id: &str, label: &str) -> Vec<u8> {
+    format!("switchboard/value/v1/{connection_id}\0{label}").into_bytes()
+}
+
 fn secret_aad(connection_id: &str, name: &str) -> Vec<u8> {
     format!("switchboard/secret/v1/{connection_id}\0{name}").into_bytes()
 }
@@ -426,6 +430,45 @@ impl Vault {
             secrets.insert(row.name, SecretString::from(text));
         }
         Ok(secrets)
+    }
+
+    /// Seal one value for a connection outside its named secrets (for
+    /// example an OAuth flow's PKCE verifier), bound to `label`.
+    pub async fn seal_value(
+        &self,
+        connection_id: &str,
+        label: &str,
+        value: &SecretString,
+    ) -> Result<Vec<u8>> {
+        let master = self.master.read().await;
+        let data_key = self.data_key(&master, connection_id).await?;
+        Ok(seal(
+            &cipher_for(&data_key),
+            &value_aad(connection_id, label),
+            value.expose_secret().as_bytes(),
+        ))
+    }
+
+    /// Open a value sealed by [`Vault::seal_value`] with the same label.
+    pub async fn open_value(
+        &self,
+        connection_id: &str,
+        label: &str,
+        blob: &[u8],
+    ) -> Result<SecretString> {
+        let master = self.master.read().await;
+        let data_key = self.data_key(&master, connection_id).await?;
+        let undecryptable = || VaultError::Undecryptable {
+            connection_id: connection_id.to_owned(),
+        };
+        let plain = open(
+            &cipher_for(&data_key),
+            &value_aad(connection_id, label),
+            blob,
+        )
+        .ok_or_else(undecryptable)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| undecryptable())?;
+        Ok(SecretString::from(text))
     }
 
     /// Replace the master key with a new random one and re-wrap every data

@@ -205,4 +205,43 @@ async fn bad_input_is_rejected_whole_with_the_field_named(db: Db) {
     assert!(doc["paths"]["/events/stream"]["get"].is_object());
     assert_eq!(doc["servers"][0]["url"], "/api/v1");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Authorization flows: echo has none, and a callback with an unknown,
+    // missing or made-up state is refused with a page saying what to do.
+    let connect = daemon
+        .post(&format!("/connections/{id}/connect"), json!({}))
+        .await;
+    assert_eq!(connect.status, 409, "{}", connect.body);
+    assert!(connect.body["detail"].as_str().unwrap().contains("secrets"));
+    for query in [
+        "state=made-up&code=x",
+        "code=x",
+        "error=access_denied&state=nope",
+    ] {
+        let page = daemon
+            .send(
+                daemon
+                    .http
+                    .get(format!("{}/oauth/echo/callback?{query}", daemon.url)),
+            )
+            .await;
+        assert_eq!(page.status, 400, "{query}: {:?}", page.body);
+        assert!(page.content_type.starts_with("text/html"));
+        assert!(
+            page.body
+                .as_str()
+                .unwrap()
+                .contains("start the connection again"),
+            "{:?}",
+            page.body
+        );
+    }
+    let unknown_connector = daemon
+        .send(
+            daemon
+                .http
+                .get(format!("{}/oauth/myspace/callback?state=x", daemon.url)),
+        )
+        .await;
+    assert_eq!(unknown_connector.status, 400);
 }
