@@ -15,14 +15,20 @@ use switchboard_runtime::RuntimeConfig;
 use switchboard_runtime::jobs::JobsConfig;
 use switchboard_runtime::supervisor::SupervisorConfig;
 
-/// Environment variables that are not configuration keys.
-const NOT_CONFIG: &[&str] = &[
-    "MASTER_KEY",
-    "NEW_MASTER_KEY",
-    "URL",
-    "TOKEN",
-    "CONFIG",
-    "LOG",
+/// Top-level configuration keys. Other `SWITCHBOARD_*` variables (the CLI's
+/// `SWITCHBOARD_URL`, `SWITCHBOARD_TOKEN`, the master key, a test's own
+/// variables) are not configuration and must not make `serve` refuse to start.
+const CONFIG_KEYS: &[&str] = &[
+    "data_dir",
+    "listen",
+    "public_url",
+    "database_url",
+    "log_format",
+    "jobs",
+    "events",
+    "limits",
+    "supervisor",
+    "services",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,7 +212,14 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("SWITCHBOARD_").ignore(NOT_CONFIG).split("__"));
+        figment = figment.merge(
+            Env::prefixed("SWITCHBOARD_")
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or_default();
+                    CONFIG_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                })
+                .split("__"),
+        );
         figment
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))
