@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use switchboard_runtime::{EngineError, FieldError};
+use switchboard_runtime::{EngineError, FieldError, MediaError};
 use utoipa::ToSchema;
 
 /// One field at fault.
@@ -107,6 +107,22 @@ impl From<EngineError> for ApiError {
             EngineError::Upstream(message) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", message)
             }
+            EngineError::Media(error @ MediaError::TooLarge { limit }) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                error.code(),
+                error.to_string(),
+            )
+            .with_field("body", format!("send a file of at most {limit} bytes")),
+            EngineError::Media(error @ MediaError::UnsupportedType) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error.code(),
+                error.to_string(),
+            )
+            .with_field("body", error.to_string()),
+            EngineError::Media(error @ MediaError::Interrupted(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, error.code(), error.to_string())
+                    .with_field("body", "send the whole file")
+            }
             other if other.code() == "key_from_environment" => ApiError::new(
                 StatusCode::CONFLICT,
                 "key_from_environment",
@@ -121,15 +137,15 @@ fn title(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("Error").to_owned()
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = Problem {
-            kind: format!("urn:switchboard:problem:{}", self.code),
-            title: title(self.status),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code.to_owned(),
-            errors: self
+impl From<ApiError> for Problem {
+    fn from(error: ApiError) -> Problem {
+        Problem {
+            kind: format!("urn:switchboard:problem:{}", error.code),
+            title: title(error.status),
+            status: error.status.as_u16(),
+            detail: error.detail,
+            code: error.code.to_owned(),
+            errors: error
                 .errors
                 .into_iter()
                 .map(|e| ProblemField {
@@ -137,13 +153,20 @@ impl IntoResponse for ApiError {
                     message: e.message,
                 })
                 .collect(),
-        };
-        let mut response = (self.status, axum::Json(problem)).into_response();
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let problem = Problem::from(self);
+        let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,7 +1,10 @@
 //! A JSON body extractor whose every failure is a problem+json naming the
 //! field: too large (413), not JSON (415/400), wrong shape (422 with the path
-//! of the offending field, via serde_path_to_error).
+//! of the offending field, via serde_path_to_error). Raw uploads (media) are
+//! streamed by their handler instead, under their own limit, and [`drain`]
+//! what is left after a refusal.
 
+use axum::body::BodyDataStream;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
@@ -27,6 +30,18 @@ fn too_large() -> ApiError {
         "the request body is larger than the daemon accepts (limits.body_bytes)",
     )
     .with_field("body", "send a smaller body")
+}
+
+/// Read and throw away what is left of a refused body, up to [`DRAIN_CAP`],
+/// so that the client finishes sending and reads the answer (see there).
+pub(crate) async fn drain(body: &mut BodyDataStream) {
+    let mut total = 0usize;
+    while let Some(Ok(chunk)) = body.next().await {
+        total += chunk.len();
+        if total > DRAIN_CAP {
+            return;
+        }
+    }
 }
 
 /// Read the body up to `limit`; an oversized body is drained (up to

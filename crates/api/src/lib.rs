@@ -49,6 +49,8 @@ pub struct ApiState {
         (name = "connectors", description = "Kinds of service this build can connect to"),
         (name = "connections", description = "Accounts and instances, their settings, secrets and status"),
         (name = "jobs", description = "Durable action invocations"),
+        (name = "actions", description = "One action on several connections at once"),
+        (name = "media", description = "Images and videos for actions to publish"),
         (name = "events", description = "The event log and its live stream"),
         (name = "vault", description = "The secret store"),
     )

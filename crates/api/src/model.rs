@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use switchboard_core::{ConnectorManifest, Event, Job};
+use switchboard_core::{ConnectorManifest, Event, Job, MediaInfo};
 use switchboard_runtime::engine::ConnectionView as DomainConnection;
 use utoipa::{IntoParams, ToSchema};
+
+use crate::error::Problem;
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
@@ -331,4 +333,72 @@ pub struct AuthorizationView {
     pub authorize_url: String,
     /// Epoch milliseconds after which the link no longer works.
     pub expires_at: i64,
+}
+
+/// A file of the media store. Its id is the first 32 hex characters of the
+/// SHA-256 of its bytes: the same bytes always get the same id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MediaView {
+    /// 32 lowercase hex characters.
+    pub id: String,
+    /// Read from the bytes: `image/jpeg`, `image/png`, `image/webp`,
+    /// `image/gif`, `video/mp4` or `video/quicktime`.
+    pub mime_type: String,
+    /// In bytes.
+    pub size: u64,
+    /// The name it was uploaded with, if any.
+    pub name: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<MediaInfo> for MediaView {
+    fn from(m: MediaInfo) -> Self {
+        MediaView {
+            id: m.id,
+            mime_type: m.mime_type,
+            size: m.size,
+            name: m.name,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MediaUploadQuery {
+    /// A name to remember the file by (informational, such as `clip.mp4`).
+    pub name: Option<String>,
+}
+
+/// An action for one or several connections of its connector.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitAction {
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// Connection ids; each must be of the action's connector. Leave out to
+    /// use every enabled connection of that connector.
+    pub connections: Option<Vec<String>>,
+    /// A repeat with the same key returns the same jobs: each connection's job
+    /// gets the key `KEY:CONNECTION_ID`. The `Idempotency-Key` header does the
+    /// same.
+    pub idempotency_key: Option<String>,
+}
+
+/// One connection's job of an action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionJobView {
+    pub connection_id: String,
+    pub label: String,
+    /// The queued job, unless it could not be queued.
+    pub job: Option<JobView>,
+    /// Why this connection's job could not be queued.
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionJobs {
+    /// One entry per connection, in the order they were named (or listed).
+    pub jobs: Vec<ConnectionJobView>,
 }

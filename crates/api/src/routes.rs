@@ -3,8 +3,9 @@
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
@@ -20,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{self, ApiJson};
 use crate::model::*;
 use crate::{ApiState, openapi_router};
 
@@ -46,6 +47,10 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_jobs, submit_job))
         .routes(routes!(get_job))
         .routes(routes!(retry_job))
+        .routes(routes!(submit_action))
+        .routes(routes!(list_media, upload_media))
+        .routes(routes!(get_media, delete_media))
+        .routes(routes!(media_content))
         .routes(routes!(list_events))
         .routes(routes!(stream_events))
         .routes(routes!(rotate_key))
@@ -267,23 +272,7 @@ async fn submit_job(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SubmitJob>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let header_key = headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::invalid("Idempotency-Key", "use printable ASCII"))
-        })
-        .transpose()?;
-    let idempotency_key = match (header_key, body.idempotency_key) {
-        (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::invalid(
-                "idempotency_key",
-                "the Idempotency-Key header and the body's idempotency_key differ; send one",
-            ));
-        }
-        (h, b) => h.or(b),
-    };
+    let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
     let (job, created) = state
         .engine
         .submit_job(DomainSubmit {
@@ -300,6 +289,95 @@ async fn submit_job(
         StatusCode::OK
     };
     Ok((status, Json(job.into())))
+}
+
+/// The idempotency key from the `Idempotency-Key` header or the body (the
+/// same if both are given).
+fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<String>, ApiError> {
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "use printable ASCII"))
+        })
+        .transpose()?;
+    match (header_key, body) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::invalid(
+            "idempotency_key",
+            "the Idempotency-Key header and the body's idempotency_key differ; send one",
+        )),
+        (h, b) => Ok(h.or(b)),
+    }
+}
+
+/// Queue an action on several connections of its connector at once (for
+/// example `x.post` on every enabled X account): the ones in `connections`,
+/// or every enabled one. The params are validated once, before anything is
+/// written; then one job is queued per connection. Answers 201 when a job
+/// was queued, 200 when the idempotency key returned earlier jobs; an entry
+/// that could not be queued carries its `error` without hiding the others.
+#[utoipa::path(post, path = "/actions/{action}", tag = "actions", request_body = SubmitAction,
+    params(
+        ("action" = String, Path, description = "Action name, such as `x.post`; its prefix names the connector"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key` in the body"),
+    ),
+    responses((status = 201, body = ActionJobs), (status = 200, body = ActionJobs), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn submit_action(
+    State(state): State<ApiState>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SubmitAction>,
+) -> Result<(StatusCode, Json<ActionJobs>), ApiError> {
+    let idempotency_key = idempotency_key(&headers, body.idempotency_key)?;
+    let outcomes = state
+        .engine
+        .submit_to_connections(&action, body.params, body.connections, idempotency_key)
+        .await?;
+    let mut created_any = false;
+    let mut queued_any = false;
+    let mut first_error = None;
+    let mut jobs = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let (job, error) = match outcome.outcome {
+            Ok((job, created)) => {
+                queued_any = true;
+                created_any |= created;
+                (Some(job.into()), None)
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                let (status, code) = (error.status, error.code);
+                let problem = Problem::from(error);
+                first_error.get_or_insert_with(|| (status, code, problem.clone()));
+                (None, Some(problem))
+            }
+        };
+        jobs.push(ConnectionJobView {
+            connection_id: outcome.connection_id,
+            label: outcome.label,
+            job,
+            error,
+        });
+    }
+    if !queued_any && let Some((status, code, problem)) = first_error {
+        // Nothing was queued at all: answer with the (first) reason.
+        let mut error = ApiError::new(
+            status,
+            code,
+            format!("no job was queued: {}", problem.detail),
+        );
+        for field in problem.errors {
+            error = error.with_field(&field.field, field.message);
+        }
+        return Err(error);
+    }
+    let status = if created_any {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(ActionJobs { jobs })))
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
@@ -319,6 +397,85 @@ async fn retry_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(state.engine.retry_job(&id).await?.into()))
+}
+
+/// Upload a media file (image or video) for actions to publish. Send the raw
+/// bytes as the body (any `Content-Type`; the type is read from the bytes).
+/// The same bytes always get the same id, and are stored once.
+#[utoipa::path(post, path = "/media", tag = "media", params(MediaUploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The file's bytes: JPEG, PNG, WEBP, GIF, MP4 or MOV, at most `limits.media_bytes`"),
+    responses((status = 201, body = MediaView), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn upload_media(
+    State(state): State<ApiState>,
+    Query(query): Query<MediaUploadQuery>,
+    request: Request,
+) -> Result<(StatusCode, Json<MediaView>), ApiError> {
+    let mut body = request.into_body().into_data_stream();
+    match state.engine.upload_media(query.name, &mut body).await {
+        Ok(info) => Ok((StatusCode::CREATED, Json(info.into()))),
+        Err(error) => {
+            extract::drain(&mut body).await;
+            Err(error.into())
+        }
+    }
+}
+
+/// The media files, newest first.
+#[utoipa::path(get, path = "/media", tag = "media",
+    responses((status = 200, body = Vec<MediaView>)))]
+async fn list_media(State(state): State<ApiState>) -> Result<Json<Vec<MediaView>>, ApiError> {
+    let list = state.engine.list_media().await?;
+    Ok(Json(list.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(get, path = "/media/{id}", tag = "media",
+    responses((status = 200, body = MediaView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn get_media(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<MediaView>, ApiError> {
+    Ok(Json(state.engine.get_media(&id).await?.into()))
+}
+
+/// Delete a media file. Jobs still waiting to publish it will fail.
+#[utoipa::path(delete, path = "/media/{id}", tag = "media",
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn delete_media(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_media(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The bytes of a media file, with its type.
+#[utoipa::path(get, path = "/media/{id}/content", tag = "media",
+    responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream"), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn media_content(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (info, file) = state.engine.open_media(&id).await?;
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&info.mime_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The id is the content: it never changes.
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.id)) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    Ok(response)
 }
 
 fn event_filter(query: &EventQuery) -> EventFilter {

@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::StatusKind;
+use crate::media::MediaInfo;
 
 /// How a connector obtains its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +113,22 @@ pub trait RuntimeEnv: Send + Sync + 'static {
     /// shares the database, until the guard is dropped. Used so that exactly
     /// one refresh of a rotating token is in flight.
     async fn lock(&self, key: &str) -> Result<Box<dyn Send>, String>;
+    /// Durable per-connection state the connector keeps across restarts
+    /// (polling cursors such as `since_id`, a cached account identity).
+    /// Not secret: stored in plain JSON.
+    async fn load_state(&self, key: &str) -> Result<Option<Value>, String>;
+    /// Write (`Some`) or delete (`None`) one state value.
+    async fn store_state(&self, key: &str, value: Option<Value>) -> Result<(), String>;
+    /// A file of the daemon's media store, by its 32-hex content id.
+    async fn media(&self, id: &str) -> Result<MediaInfo, String>;
+}
+
+/// What a connector may look up while it checks an action's parameters
+/// before a job is created.
+#[async_trait]
+pub trait ParamsContext: Send + Sync {
+    /// A file of the media store, or `None` if there is none with that id.
+    async fn media(&self, id: &str) -> Option<MediaInfo>;
 }
 
 /// Everything a session needs, handed over by the supervisor at each start.
@@ -138,6 +155,9 @@ pub struct ActionCall {
     /// again where the service allows it.
     pub recovered: bool,
     pub idempotency_key: Option<String>,
+    /// When the job was created, epoch milliseconds: what an earlier,
+    /// interrupted attempt can have done happened after this.
+    pub created_at: i64,
 }
 
 /// Why a session could not be opened, or why it ended.
@@ -181,6 +201,14 @@ pub enum ActionError {
     /// `needs_reauth` and the job waits for it.
     #[error("credentials rejected: {0}")]
     NeedsReauth(String),
+    /// The service's request budget is spent: the job is put back until
+    /// `retry_after` has passed, without spending an attempt (waiting for a
+    /// rate-limit window is not a failure).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 impl ActionError {
@@ -198,13 +226,16 @@ impl ActionError {
             ActionError::Permanent(_) => "rejected",
             ActionError::Transient { .. } => "unavailable",
             ActionError::NeedsReauth(_) => "needs_reauth",
+            ActionError::RateLimited { .. } => "rate_limited",
         }
     }
 
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ActionError::Transient { .. } | ActionError::NeedsReauth(_)
+            ActionError::Transient { .. }
+                | ActionError::NeedsReauth(_)
+                | ActionError::RateLimited { .. }
         )
     }
 }
@@ -248,10 +279,25 @@ pub trait Connector: Send + Sync + 'static {
     /// start and restart, with the settings and secrets as they are now.
     async fn connect(&self, ctx: RuntimeContext) -> Result<Arc<dyn Session>, ConnectorError>;
 
-    /// The callback query parameter that carries the flow's `state`
-    /// (`state` for OAuth 2, `oauth_token` for OAuth 1.0a).
-    fn callback_state_param(&self) -> &'static str {
-        "state"
+    /// The callback query parameters that may carry the flow's `state`, in
+    /// order of preference (`state` for OAuth 2; `oauth_token`, or `denied`
+    /// when the user refused, for OAuth 1.0a).
+    fn callback_state_params(&self) -> &'static [&'static str] {
+        &["state"]
+    }
+
+    /// Checks of an action's parameters beyond its JSON schema (which the
+    /// registry has already applied), run before a job is created so that
+    /// bad input is refused whole with a 4xx: lengths counted the way the
+    /// service counts them, referenced media that must exist and fit the
+    /// service's limits. Returns `(field, message)` pairs.
+    async fn check_params(
+        &self,
+        _action: &str,
+        _params: &Value,
+        _ctx: &dyn ParamsContext,
+    ) -> Result<(), Vec<(String, String)>> {
+        Ok(())
     }
 
     /// Begin an authorization flow (for `auth` kinds `oauth2` and `oauth1`).

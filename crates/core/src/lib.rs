@@ -8,16 +8,18 @@
 pub mod connector;
 pub mod event;
 pub mod job;
+pub mod media;
 pub mod status;
 pub mod time;
 
 pub use connector::{
     ActionCall, ActionError, ActionSpec, AuthKind, AuthorizeFlow, AuthorizeRequest, AuthorizeStart,
-    Connector, ConnectorError, ConnectorManifest, RuntimeContext, RuntimeEnv, SecretSpec, Secrets,
-    Session, TriggerSpec,
+    Connector, ConnectorError, ConnectorManifest, ParamsContext, RuntimeContext, RuntimeEnv,
+    SecretSpec, Secrets, Session, TriggerSpec,
 };
 pub use event::{Event, NewEvent};
 pub use job::{Job, JobError, JobState};
+pub use media::{MediaInfo, is_media_id, sniff_media_type};
 pub use status::{ConnectionStatus, StatusKind};
 
 use serde::{Deserialize, Serialize};

@@ -4,18 +4,27 @@
 //! Each operation validates its whole input first and writes nothing when any
 //! part is wrong, then writes, then applies the change to the running system
 //! (restarting a connection's runtime through the supervisor).
+//!
+//! An action's parameters are checked twice before a job exists: against the
+//! action's JSON schema (the registry), then by the connector itself
+//! ([`Connector::check_params`]: lengths as the service counts them, media
+//! that must exist and fit), with the media store to look things up in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use futures::Stream;
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
     AuthKind, AuthorizeFlow, AuthorizeRequest, Connection, ConnectionStatus, Connector,
-    ConnectorError, ConnectorManifest, Event, Job, NewEvent, StatusKind, new_id,
+    ConnectorError, ConnectorManifest, Event, Job, MediaInfo, NewEvent, ParamsContext, StatusKind,
+    new_id,
 };
 use switchboard_store::{EventFilter, FlowLookup, JobFilter, NewFlow, NewJob, Store, StoreError};
 use switchboard_vault::{Vault, VaultError};
@@ -25,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventBus;
 use crate::jobs::{JobRunner, JobsConfig};
+use crate::media::{MediaError, MediaStore};
 use crate::registry::Registry;
 use crate::supervisor::{Supervisor, SupervisorConfig};
 
@@ -60,10 +70,23 @@ pub enum EngineError {
     /// The external service failed while we talked to it.
     #[error("{0}")]
     Upstream(String),
+    /// The media store refused or failed (too large, unsupported type, ...).
+    #[error(transparent)]
+    Media(MediaError),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl From<MediaError> for EngineError {
+    fn from(e: MediaError) -> Self {
+        match e {
+            MediaError::NotFound(id) => EngineError::NotFound { what: "media", id },
+            MediaError::InvalidId(_) => EngineError::invalid("id", e.to_string()),
+            other => EngineError::Media(other),
+        }
+    }
 }
 
 impl From<StoreError> for EngineError {
@@ -84,6 +107,7 @@ impl EngineError {
             EngineError::Conflict(_) => "conflict",
             EngineError::Authorization(_) => "authorization_failed",
             EngineError::Upstream(_) => "upstream_failed",
+            EngineError::Media(e) => e.code(),
             EngineError::Vault(VaultError::KeyFromEnvironment) => "key_from_environment",
             EngineError::Vault(_) | EngineError::Store(_) => "internal",
         }
@@ -93,6 +117,7 @@ impl EngineError {
         match self {
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Vault(e) => e.is_retryable(),
+            EngineError::Media(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -114,6 +139,10 @@ pub struct RuntimeConfig {
     pub event_retention: Duration,
     /// The log keeps at most this many events.
     pub event_max_rows: i64,
+    /// Where the media store keeps its files.
+    pub media_dir: PathBuf,
+    /// The largest media file accepted, in bytes.
+    pub media_max_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -124,6 +153,8 @@ impl Default for RuntimeConfig {
             default_max_attempts: 5,
             event_retention: Duration::from_secs(7 * 24 * 3600),
             event_max_rows: 1_000_000,
+            media_dir: std::env::temp_dir().join("switchboard-media"),
+            media_max_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -149,6 +180,54 @@ pub struct SubmitJob {
     pub params: Value,
     pub idempotency_key: Option<String>,
     pub max_attempts: Option<i64>,
+}
+
+/// One connection's share of an action sent to several connections.
+#[derive(Debug)]
+pub struct ConnectionJob {
+    pub connection_id: String,
+    pub label: String,
+    /// The job (and whether it is new: `false` when the idempotency key
+    /// returned an earlier one), or why it could not be queued.
+    pub outcome: Result<(Job, bool)>,
+}
+
+/// What a connector's [`Connector::check_params`] may look up: the media
+/// store.
+struct MediaLookup<'a>(&'a MediaStore);
+
+#[async_trait]
+impl ParamsContext for MediaLookup<'_> {
+    async fn media(&self, id: &str) -> Option<MediaInfo> {
+        match self.0.get(id).await {
+            Ok(info) => Some(info),
+            Err(MediaError::NotFound(_) | MediaError::InvalidId(_)) => None,
+            Err(error) => {
+                tracing::warn!(%error, media = %id, "could not read a media file while checking parameters");
+                None
+            }
+        }
+    }
+}
+
+/// A connector's `(field, message)` pairs as field errors under `params`.
+fn params_field_errors(errors: Vec<(String, String)>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|(field, message)| {
+            let field = if field.is_empty() {
+                "params".to_owned()
+            } else if field == "params"
+                || field.starts_with("params.")
+                || field.starts_with("params[")
+            {
+                field
+            } else {
+                format!("params.{field}")
+            };
+            FieldError::new(field, message)
+        })
+        .collect()
 }
 
 /// A connection as shown to users: no secret values, only which are set.
@@ -187,6 +266,7 @@ pub struct Engine {
     vault: Arc<Vault>,
     bus: Arc<EventBus>,
     registry: Arc<Registry>,
+    media: MediaStore,
     supervisor: Supervisor,
     runner: Arc<JobRunner>,
     wake: Arc<Notify>,
@@ -206,11 +286,13 @@ impl Engine {
         let registry = Arc::new(registry);
         let bus = Arc::new(EventBus::new(store.clone()));
         let wake = Arc::new(Notify::new());
+        let media = MediaStore::new(config.media_dir.clone(), config.media_max_bytes);
         let supervisor = Supervisor::new(
             store.clone(),
             vault.clone(),
             bus.clone(),
             registry.clone(),
+            media.clone(),
             config.supervisor.clone(),
             wake.clone(),
         );
@@ -228,6 +310,7 @@ impl Engine {
             vault,
             bus,
             registry,
+            media,
             supervisor,
             runner,
             wake,
@@ -508,6 +591,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Check an action's parameters: the action's JSON schema, then the
+    /// connector's own checks (only when the schema holds, so connectors
+    /// may rely on the shape). Writes nothing.
+    async fn check_action(&self, connector: &str, action: &str, params: &Value) -> Result<()> {
+        self.registry
+            .validate_params(connector, action, params)
+            .map_err(EngineError::Invalid)?;
+        let Some(connector) = self.registry.connector(connector) else {
+            return Ok(());
+        };
+        connector
+            .check_params(action, params, &MediaLookup(&self.media))
+            .await
+            .map_err(|errors| EngineError::Invalid(params_field_errors(errors)))
+    }
+
+    fn check_max_attempts(&self, max_attempts: Option<i64>) -> Result<i64> {
+        let max_attempts = max_attempts.unwrap_or(self.config.default_max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(EngineError::invalid(
+                "max_attempts",
+                "give a number from 1 to 100",
+            ));
+        }
+        Ok(max_attempts)
+    }
+
     /// Validate and queue a job. A second submit with the same idempotency
     /// key returns the first job (`created == false`).
     pub async fn submit_job(&self, submit: SubmitJob) -> Result<(Job, bool)> {
@@ -521,21 +631,9 @@ impl Engine {
                     format!("connection `{}` does not exist", submit.connection_id),
                 )
             })?;
-        if let Err(errors) =
-            self.registry
-                .validate_params(&connection.connector, &submit.action, &submit.params)
-        {
-            return Err(EngineError::Invalid(errors));
-        }
-        let max_attempts = submit
-            .max_attempts
-            .unwrap_or(self.config.default_max_attempts);
-        if !(1..=100).contains(&max_attempts) {
-            return Err(EngineError::invalid(
-                "max_attempts",
-                "give a number from 1 to 100",
-            ));
-        }
+        self.check_action(&connection.connector, &submit.action, &submit.params)
+            .await?;
+        let max_attempts = self.check_max_attempts(submit.max_attempts)?;
         if let Some(key) = &submit.idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
@@ -544,6 +642,11 @@ impl Engine {
                 "give 1 to 200 characters",
             ));
         }
+        self.queue_job(submit, max_attempts).await
+    }
+
+    /// Write a validated job and announce it.
+    async fn queue_job(&self, submit: SubmitJob, max_attempts: i64) -> Result<(Job, bool)> {
         let now = now_ms();
         let outcome = self
             .store
@@ -574,6 +677,196 @@ impl Engine {
             )));
         }
         Ok((outcome.job, outcome.created))
+    }
+
+    /// Send one action to several connections of its connector (`x.post`
+    /// goes to `x` connections): the ones named in `connection_ids`, or
+    /// every enabled one. Everything is validated once, before anything is
+    /// written; then one job is queued per connection, with the idempotency
+    /// key `{key}:{connection_id}` when a key is given. One connection's
+    /// failure to queue does not stop the others: each outcome is returned.
+    pub async fn submit_to_connections(
+        &self,
+        action: &str,
+        params: Value,
+        connection_ids: Option<Vec<String>>,
+        idempotency_key: Option<String>,
+    ) -> Result<Vec<ConnectionJob>> {
+        let connector = match action.split_once('.') {
+            Some((connector, rest)) if !connector.is_empty() && !rest.is_empty() => connector,
+            _ => {
+                return Err(EngineError::invalid(
+                    "action",
+                    format!(
+                        "`{action}` is not an action name; write CONNECTOR.ACTION, such as `echo.say`"
+                    ),
+                ));
+            }
+        };
+        if self.registry.manifest(connector).is_none() {
+            return Err(EngineError::invalid(
+                "action",
+                format!(
+                    "no connector `{connector}` for action `{action}`; known: {}",
+                    self.registry.names().join(", ")
+                ),
+            ));
+        }
+
+        let mut errors = Vec::new();
+        let connections = match &connection_ids {
+            Some(ids) => {
+                if ids.is_empty() {
+                    errors.push(FieldError::new(
+                        "connections",
+                        "name at least one connection, or leave `connections` out to use every enabled one",
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                let mut connections = Vec::new();
+                for (i, id) in ids.iter().enumerate() {
+                    let field = format!("connections[{i}]");
+                    if !seen.insert(id.as_str()) {
+                        errors.push(FieldError::new(
+                            field,
+                            format!("connection `{id}` is named twice"),
+                        ));
+                        continue;
+                    }
+                    match self.store.get_connection(id).await? {
+                        None => errors.push(FieldError::new(
+                            field,
+                            format!("connection `{id}` does not exist"),
+                        )),
+                        Some(c) if c.connector != connector => errors.push(FieldError::new(
+                            field,
+                            format!(
+                                "connection `{id}` ({}) is a `{}` connection; action `{action}` needs a `{connector}` one",
+                                c.label, c.connector
+                            ),
+                        )),
+                        Some(c) => connections.push(c),
+                    }
+                }
+                connections
+            }
+            None => {
+                let all: Vec<Connection> = self
+                    .store
+                    .list_connections()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.connector == connector)
+                    .collect();
+                let enabled: Vec<Connection> = all.iter().filter(|c| c.enabled).cloned().collect();
+                if enabled.is_empty() {
+                    let what_to_do = if all.is_empty() {
+                        format!(
+                            "add one with `switchboard connections add {connector} --label NAME` (POST /api/v1/connections)"
+                        )
+                    } else {
+                        format!(
+                            "enable one of the {} disabled ones (PATCH /api/v1/connections/{{id}} with {{\"enabled\": true}})",
+                            all.len()
+                        )
+                    };
+                    return Err(EngineError::Conflict(format!(
+                        "there is no enabled `{connector}` connection to run `{action}` on; {what_to_do}"
+                    )));
+                }
+                enabled
+            }
+        };
+        let max_key =
+            199usize.saturating_sub(connections.iter().map(|c| c.id.len()).max().unwrap_or(36));
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > max_key)
+        {
+            errors.push(FieldError::new(
+                "idempotency_key",
+                format!("give 1 to {max_key} characters (each connection's job gets `KEY:CONNECTION_ID`)"),
+            ));
+        }
+        match self.check_action(connector, action, &params).await {
+            Ok(()) => {}
+            Err(EngineError::Invalid(e)) => errors.extend(e),
+            Err(other) => return Err(other),
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+
+        let max_attempts = self.config.default_max_attempts;
+        let mut outcomes = Vec::with_capacity(connections.len());
+        for connection in connections {
+            let submit = SubmitJob {
+                connection_id: connection.id.clone(),
+                action: action.to_owned(),
+                params: params.clone(),
+                idempotency_key: idempotency_key
+                    .as_ref()
+                    .map(|key| format!("{key}:{}", connection.id)),
+                max_attempts: Some(max_attempts),
+            };
+            let outcome = self.queue_job(submit, max_attempts).await;
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, connection = %connection.id, %action, "could not queue a job of a fan-out");
+            }
+            outcomes.push(ConnectionJob {
+                connection_id: connection.id,
+                label: connection.label,
+                outcome,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// The largest media file accepted, in bytes.
+    pub fn media_max_bytes(&self) -> u64 {
+        self.media.max_bytes()
+    }
+
+    /// Store an uploaded media file (streamed); the same bytes give the same
+    /// id. `name` is informational. The stream is borrowed so the caller can
+    /// drain what is left after a refusal.
+    pub async fn upload_media<S, B, E>(
+        &self,
+        name: Option<String>,
+        body: &mut S,
+    ) -> Result<MediaInfo>
+    where
+        S: Stream<Item = std::result::Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if let Some(name) = &name
+            && (name.chars().count() > 255 || name.chars().any(char::is_control))
+        {
+            return Err(EngineError::invalid(
+                "name",
+                "give a name of at most 255 characters, without control characters",
+            ));
+        }
+        Ok(self.media.put(name, body).await?)
+    }
+
+    pub async fn get_media(&self, id: &str) -> Result<MediaInfo> {
+        Ok(self.media.get(id).await?)
+    }
+
+    /// A media file's description and its bytes, opened for reading.
+    pub async fn open_media(&self, id: &str) -> Result<(MediaInfo, tokio::fs::File)> {
+        Ok(self.media.open(id).await?)
+    }
+
+    /// Every media file, newest first.
+    pub async fn list_media(&self) -> Result<Vec<MediaInfo>> {
+        Ok(self.media.list().await?)
+    }
+
+    pub async fn delete_media(&self, id: &str) -> Result<()> {
+        Ok(self.media.delete(id).await?)
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {
@@ -691,12 +984,14 @@ impl Engine {
                 what: "connector",
                 id: connector_name.to_owned(),
             })?;
-        let state = params
-            .get(connector.callback_state_param())
+        let state_params = connector.callback_state_params();
+        let state = state_params
+            .iter()
+            .find_map(|name| params.get(*name))
             .ok_or_else(|| {
                 EngineError::Authorization(format!(
                     "the callback carries no `{}`; start the connection again",
-                    connector.callback_state_param()
+                    state_params.join("` or `")
                 ))
             })?;
         let flow = match self.store.consume_flow(state, now_ms()).await? {
@@ -792,5 +1087,410 @@ impl Engine {
     /// Replace the master key while running; returns how many data keys moved.
     pub async fn rotate_master_key(&self) -> Result<usize> {
         Ok(self.vault.rotate_master_key().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use switchboard_core::{
+        ActionCall, ActionError, ActionSpec, AuthKind, ParamsContext, RuntimeContext, Session,
+    };
+    use switchboard_vault::KeySource;
+
+    use super::*;
+
+    /// A connector whose `board.pin` takes a short text and media that must
+    /// exist, checked the way a real connector checks (`check_params`).
+    struct Board {
+        manifest: ConnectorManifest,
+    }
+
+    /// Counts its actions in durable connector state and reports the type
+    /// of the first media file, through the runtime env.
+    struct Counter {
+        env: Arc<dyn switchboard_core::RuntimeEnv>,
+    }
+
+    #[async_trait]
+    impl Session for Counter {
+        async fn invoke(&self, call: ActionCall) -> Result<Value, ActionError> {
+            let count = self
+                .env
+                .load_state("count")
+                .await
+                .map_err(ActionError::Permanent)?
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+                + 1;
+            self.env
+                .store_state("count", Some(json!(count)))
+                .await
+                .map_err(ActionError::Permanent)?;
+            let media_type = match call.params["media"][0].as_str() {
+                Some(id) => json!(
+                    self.env
+                        .media(id)
+                        .await
+                        .map_err(ActionError::Permanent)?
+                        .mime_type
+                ),
+                None => Value::Null,
+            };
+            Ok(json!({ "count": count, "media_type": media_type }))
+        }
+    }
+
+    impl Board {
+        fn new(name: &str) -> Board {
+            Board {
+                manifest: ConnectorManifest {
+                    name: name.into(),
+                    display_name: name.into(),
+                    description: "a test connector".into(),
+                    auth: AuthKind::None,
+                    settings_schema: json!({ "type": "object" }),
+                    secrets: vec![],
+                    triggers: vec![],
+                    actions: vec![ActionSpec {
+                        name: format!("{name}.pin"),
+                        description: "pin a note".into(),
+                        params_schema: json!({
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {
+                                "text": { "type": "string" },
+                                "media": { "type": "array", "items": { "type": "string" } }
+                            }
+                        }),
+                        result_schema: json!({ "type": "object" }),
+                    }],
+                },
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Connector for Board {
+        fn manifest(&self) -> &ConnectorManifest {
+            &self.manifest
+        }
+
+        async fn connect(
+            &self,
+            ctx: RuntimeContext,
+        ) -> Result<Arc<dyn switchboard_core::Session>, ConnectorError> {
+            Ok(Arc::new(Counter { env: ctx.env }))
+        }
+
+        async fn check_params(
+            &self,
+            _action: &str,
+            params: &Value,
+            ctx: &dyn ParamsContext,
+        ) -> Result<(), Vec<(String, String)>> {
+            let mut errors = Vec::new();
+            if params["text"].as_str().unwrap_or_default().chars().count() > 10 {
+                errors.push(("text".to_owned(), "at most 10 characters".to_owned()));
+            }
+            let media = params["media"].as_array().cloned().unwrap_or_default();
+            if media.len() > 2 {
+                errors.push(("params.media".to_owned(), "at most 2 files".to_owned()));
+            }
+            for (i, id) in media.iter().enumerate() {
+                match ctx.media(id.as_str().unwrap_or_default()).await {
+                    Some(info) if info.mime_type == "image/png" => {}
+                    Some(_) => errors.push((format!("media[{i}]"), "only PNG".to_owned())),
+                    None => errors.push((format!("media[{i}]"), "no such media".to_owned())),
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors)
+            }
+        }
+    }
+
+    const PNG: &[u8] =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+    async fn engine(dir: &std::path::Path) -> Arc<Engine> {
+        let store = Store::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
+            .await
+            .unwrap();
+        let (vault, _) = Vault::open(store.clone(), KeySource::File(dir.join("master.key")))
+            .await
+            .unwrap();
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Board::new("board"))).unwrap();
+        registry.register(Arc::new(Board::new("other"))).unwrap();
+        Engine::new(
+            store,
+            Arc::new(vault),
+            registry,
+            RuntimeConfig {
+                media_dir: dir.join("media"),
+                media_max_bytes: 1024,
+                ..RuntimeConfig::default()
+            },
+        )
+    }
+
+    async fn connection(engine: &Engine, connector: &str, label: &str, enabled: bool) -> String {
+        engine
+            .create_connection(NewConnection {
+                connector: connector.into(),
+                label: label.into(),
+                enabled,
+                settings: json!({}),
+                secrets: BTreeMap::new(),
+            })
+            .await
+            .unwrap()
+            .connection
+            .id
+    }
+
+    fn fields(error: EngineError) -> Vec<String> {
+        match error {
+            EngineError::Invalid(errors) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
+    async fn job_count(engine: &Engine) -> usize {
+        engine
+            .list_jobs(&JobFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn connector_checks_run_before_a_job_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        let id = connection(&engine, "board", "main", true).await;
+        let submit = |params: Value| SubmitJob {
+            connection_id: id.clone(),
+            action: "board.pin".into(),
+            params,
+            idempotency_key: None,
+            max_attempts: None,
+        };
+
+        let missing = "0123456789abcdef0123456789abcdef";
+        let error = engine
+            .submit_job(submit(json!({
+                "text": "far too long a text",
+                "media": [missing, missing, missing]
+            })))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            fields(error),
+            [
+                "params.text",
+                "params.media",
+                "params.media[0]",
+                "params.media[1]",
+                "params.media[2]"
+            ],
+            "fields are under `params`, never twice"
+        );
+        // The schema comes first: a connector only sees well-shaped params.
+        let error = engine.submit_job(submit(json!({}))).await.unwrap_err();
+        assert_eq!(fields(error), ["params.text"]);
+        assert_eq!(job_count(&engine).await, 0, "nothing was written");
+
+        let png = engine
+            .upload_media(
+                Some("dot.png".into()),
+                &mut futures::stream::iter([Ok::<_, std::io::Error>(PNG)]),
+            )
+            .await
+            .unwrap();
+        let (job, created) = engine
+            .submit_job(submit(json!({ "text": "hi", "media": [png.id] })))
+            .await
+            .unwrap();
+        assert!(created);
+        assert_eq!(job.params["media"][0], png.id.as_str());
+        engine.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_action_fans_out_to_the_enabled_connections_of_its_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        let params = json!({ "text": "hello" });
+
+        let none = engine
+            .submit_to_connections("board.pin", params.clone(), None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&none, EngineError::Conflict(m) if m.contains("add one")),
+            "{none:?}"
+        );
+        let off = connection(&engine, "board", "off", false).await;
+        let none = engine
+            .submit_to_connections("board.pin", params.clone(), None, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&none, EngineError::Conflict(m) if m.contains("enable one")),
+            "{none:?}"
+        );
+        let a = connection(&engine, "board", "a", true).await;
+        let b = connection(&engine, "board", "b", true).await;
+        let other = connection(&engine, "other", "o", true).await;
+
+        let jobs = engine
+            .submit_to_connections("board.pin", params.clone(), None, Some("k".into()))
+            .await
+            .unwrap();
+        let mut labels: Vec<&str> = jobs.iter().map(|j| j.label.as_str()).collect();
+        labels.sort();
+        assert_eq!(
+            labels,
+            ["a", "b"],
+            "every enabled board connection, no other"
+        );
+        for entry in &jobs {
+            let (job, created) = entry.outcome.as_ref().unwrap();
+            assert!(created);
+            assert_eq!(job.connection_id, entry.connection_id);
+            assert_eq!(
+                job.idempotency_key.as_deref(),
+                Some(format!("k:{}", entry.connection_id).as_str())
+            );
+        }
+        let again = engine
+            .submit_to_connections("board.pin", params.clone(), None, Some("k".into()))
+            .await
+            .unwrap();
+        for (first, second) in jobs.iter().zip(&again) {
+            let (first, _) = first.outcome.as_ref().unwrap();
+            let (second, created) = second.outcome.as_ref().unwrap();
+            assert_eq!(first.id, second.id, "the key returns the same jobs");
+            assert!(!created);
+        }
+
+        let picked = engine
+            .submit_to_connections("board.pin", params.clone(), Some(vec![off.clone()]), None)
+            .await
+            .unwrap();
+        assert_eq!(picked.len(), 1, "a named connection is used even disabled");
+        assert_eq!(picked[0].connection_id, off);
+
+        let written = job_count(&engine).await;
+        let error = engine
+            .submit_to_connections(
+                "board.pin",
+                json!({ "text": "far too long a text" }),
+                Some(vec![a.clone(), other, "nope".into(), a]),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            fields(error),
+            [
+                "connections[1]",
+                "connections[2]",
+                "connections[3]",
+                "params.text"
+            ],
+            "every problem at once"
+        );
+        let error = engine
+            .submit_to_connections("board.pin", params.clone(), Some(vec![]), None)
+            .await
+            .unwrap_err();
+        assert_eq!(fields(error), ["connections"]);
+        for action in ["pin", "ghost.pin", "board.nothing"] {
+            let error = engine
+                .submit_to_connections(action, params.clone(), Some(vec![b.clone()]), None)
+                .await
+                .unwrap_err();
+            assert_eq!(fields(error), ["action"], "{action}");
+        }
+        assert_eq!(job_count(&engine).await, written, "nothing was written");
+        engine.shutdown().await;
+    }
+
+    async fn finished(engine: &Engine, id: &str) -> Job {
+        for _ in 0..200 {
+            let job = engine.get_job(id).await.unwrap();
+            if job.state.is_final() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
+    #[tokio::test]
+    async fn sessions_keep_state_across_restarts_and_read_media() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        engine.start().await.unwrap();
+        let id = connection(&engine, "board", "main", true).await;
+        let png = engine
+            .upload_media(
+                None,
+                &mut futures::stream::iter([Ok::<_, std::io::Error>(PNG)]),
+            )
+            .await
+            .unwrap();
+        let run = |params: Value| {
+            let (engine, id) = (engine.clone(), id.clone());
+            async move {
+                let (job, _) = engine
+                    .submit_job(SubmitJob {
+                        connection_id: id,
+                        action: "board.pin".into(),
+                        params,
+                        idempotency_key: None,
+                        max_attempts: Some(1),
+                    })
+                    .await
+                    .unwrap();
+                finished(&engine, &job.id).await
+            }
+        };
+
+        let first = run(json!({ "text": "one", "media": [png.id] })).await;
+        assert_eq!(
+            first.result.unwrap(),
+            json!({ "count": 1, "media_type": "image/png" })
+        );
+        engine.restart_connection(&id).await.unwrap();
+        let second = run(json!({ "text": "two" })).await;
+        assert_eq!(
+            second.result.unwrap()["count"],
+            2,
+            "the state outlived the session"
+        );
+
+        // Once deleted, a file can no longer be referenced.
+        engine.delete_media(&png.id).await.unwrap();
+        let error = engine
+            .submit_job(SubmitJob {
+                connection_id: id.clone(),
+                action: "board.pin".into(),
+                params: json!({ "text": "three", "media": [png.id] }),
+                idempotency_key: None,
+                max_attempts: Some(1),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(fields(error), ["params.media[0]"]);
+        engine.shutdown().await;
     }
 }

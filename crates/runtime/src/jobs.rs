@@ -261,6 +261,7 @@ impl JobRunner {
             attempt: job.attempts,
             recovered: job.recovered > 0,
             idempotency_key: job.idempotency_key.clone(),
+            created_at: job.created_at,
         };
         let aborted = permit.aborted();
         let outcome = tokio::select! {
@@ -308,6 +309,20 @@ impl JobRunner {
                 self.store
                     .defer_job(&job.id, &self.node_id, &reason, next, now)
                     .await?;
+                Ok(())
+            }
+            Outcome::Error(ActionError::RateLimited {
+                message,
+                retry_after,
+            }) => {
+                // Waiting for a rate-limit window is not a failed attempt.
+                tracing::info!(%message, ?retry_after, "job waits for the rate limit");
+                let now = now_ms();
+                let next = now + retry_after.as_millis() as i64;
+                self.store
+                    .defer_job(&job.id, &self.node_id, &message, next, now)
+                    .await?;
+                self.wake.notify_one();
                 Ok(())
             }
             Outcome::Error(error) => {

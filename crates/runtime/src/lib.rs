@@ -5,6 +5,8 @@
 //! * [`bus`]: the event bus (persist to the event log, then broadcast).
 //! * [`supervisor`]: one runtime per enabled connection; the only place that
 //!   starts, stops and restarts them.
+//! * [`media`]: the media store, content-addressed files (images, videos)
+//!   that actions publish.
 //! * [`jobs`]: the worker pool that claims due jobs and runs them through the
 //!   connection's live session.
 //! * [`engine`]: the domain operations the API and CLI call (create a
@@ -18,12 +20,15 @@
 pub mod bus;
 pub mod engine;
 pub mod jobs;
+pub mod media;
 pub mod registry;
 pub mod supervisor;
 
 pub use bus::EventBus;
 pub use engine::{
-    Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob, UpdateConnection,
+    ConnectionJob, Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob,
+    UpdateConnection,
 };
+pub use media::{MediaError, MediaStore};
 pub use registry::Registry;
 pub use supervisor::Supervisor;

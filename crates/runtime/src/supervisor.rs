@@ -38,8 +38,8 @@ use secrecy::SecretString;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
-    ConnectionStatus, ConnectorError, NewEvent, RuntimeContext, RuntimeEnv, Secrets, Session,
-    StatusKind,
+    ConnectionStatus, ConnectorError, MediaInfo, NewEvent, RuntimeContext, RuntimeEnv, Secrets,
+    Session, StatusKind,
 };
 use switchboard_store::{Store, StoreError};
 use switchboard_vault::Vault;
@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::bus::EventBus;
+use crate::media::MediaStore;
 use crate::registry::Registry;
 
 #[derive(Debug, Clone)]
@@ -113,6 +114,7 @@ struct Inner {
     vault: Arc<Vault>,
     bus: Arc<EventBus>,
     registry: Arc<Registry>,
+    media: MediaStore,
     config: SupervisorConfig,
     slots: std::sync::Mutex<HashMap<String, Slot>>,
     sessions: std::sync::RwLock<HashMap<String, LiveSession>>,
@@ -154,6 +156,7 @@ impl Supervisor {
         vault: Arc<Vault>,
         bus: Arc<EventBus>,
         registry: Arc<Registry>,
+        media: MediaStore,
         config: SupervisorConfig,
         jobs_wake: Arc<Notify>,
     ) -> Supervisor {
@@ -164,6 +167,7 @@ impl Supervisor {
                 vault,
                 bus,
                 registry,
+                media,
                 config,
                 slots: Default::default(),
                 sessions: Default::default(),
@@ -660,5 +664,28 @@ impl RuntimeEnv for Env {
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::new(guard))
+    }
+
+    async fn load_state(&self, key: &str) -> Result<Option<Value>, String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner
+            .store
+            .load_state(&self.connection_id, key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn store_state(&self, key: &str, value: Option<Value>) -> Result<(), String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner
+            .store
+            .store_state(&self.connection_id, key, value.as_ref(), now_ms())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn media(&self, id: &str) -> Result<MediaInfo, String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner.media.get(id).await.map_err(|e| e.to_string())
     }
 }

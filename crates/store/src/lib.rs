@@ -1,5 +1,6 @@
-//! Persistence for switchboard: connections, sealed secrets, API tokens, the
-//! job outbox and the event log, on SQLite (default) or PostgreSQL.
+//! Persistence for switchboard: connections, sealed secrets, connector state,
+//! API tokens, the job outbox and the event log, on SQLite (default) or
+//! PostgreSQL.
 //!
 //! **Architecture invariant:** only this crate knows SQL. It stores what it is
 //! given; secrets reach it already sealed by `switchboard-vault` and it never
@@ -24,6 +25,7 @@ mod flows;
 pub mod jobs;
 mod locks;
 mod secrets;
+mod state;
 mod tokens;
 
 pub use events::EventFilter;

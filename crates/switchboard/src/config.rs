@@ -75,8 +75,11 @@ pub struct EventsSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
-    /// Largest accepted request body.
+    /// Largest accepted request body (JSON).
     pub body_bytes: usize,
+    /// Largest media file accepted by the media store (uploads are
+    /// streamed to disk, not held in memory).
+    pub media_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for Config {
             },
             limits: LimitsSection {
                 body_bytes: 1024 * 1024,
+                media_bytes: runtime.media_max_bytes,
             },
             supervisor: SupervisorSection {
                 reconnect_min_ms: supervisor.reconnect_min.as_millis() as u64,
@@ -273,6 +277,12 @@ impl Config {
                 message: "must be between 1 and 100".into(),
             });
         }
+        if self.limits.media_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                field: "limits.media_bytes",
+                message: "must be at least 1".into(),
+            });
+        }
         let is_sqlite = database_url.starts_with("sqlite:");
         let runtime = RuntimeConfig {
             supervisor: SupervisorConfig {
@@ -296,6 +306,8 @@ impl Config {
             default_max_attempts: self.jobs.max_attempts,
             event_retention: Duration::from_secs(self.events.retention_days.max(1) * 24 * 3600),
             event_max_rows: self.events.max_rows.max(1000),
+            media_dir: self.data_dir.join("media"),
+            media_max_bytes: self.limits.media_bytes,
         };
         let mut services = default_services();
         services.extend(self.services);
@@ -328,6 +340,8 @@ mod tests {
         assert!(settings.is_sqlite());
         assert!(settings.runtime.jobs.exclusive_database);
         assert_eq!(settings.services["x_api"], "https://api.x.com");
+        assert_eq!(settings.runtime.media_dir, PathBuf::from("/tmp/sb/media"));
+        assert_eq!(settings.runtime.media_max_bytes, 512 * 1024 * 1024);
     }
 
     #[test]
@@ -346,6 +360,16 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("`database_url`"), "{err}");
+        let err = Config {
+            limits: LimitsSection {
+                media_bytes: 0,
+                ..LimitsSection::default()
+            },
+            ..Config::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("`limits.media_bytes`"), "{err}");
     }
 
     #[test]

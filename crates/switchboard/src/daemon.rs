@@ -2,6 +2,7 @@
 //! engine, HTTP server. `serve`, `demo`, the tests and the benchmarks all
 //! start a daemon through [`start`].
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use switchboard_api::ApiOptions;
 use switchboard_connector_echo::EchoConnector;
+use switchboard_connector_x::XConnector;
 use switchboard_runtime::{Engine, Registry};
 use switchboard_store::{Store, StoreError, redact_url};
 use switchboard_vault::{KeySource, Opened, Vault, VaultError};
@@ -38,11 +40,24 @@ pub enum DaemonError {
     Start(String),
 }
 
-/// The connectors of this build.
-pub fn registry() -> Registry {
+/// The connectors of this build, pointed at the configured services.
+pub fn registry(services: &BTreeMap<String, String>) -> Registry {
+    let service = |name: &str| {
+        services
+            .get(name)
+            .cloned()
+            .or_else(|| crate::config::default_services().remove(name))
+            .expect("every service has a default")
+    };
     let mut registry = Registry::new();
     registry
         .register(Arc::new(EchoConnector::new()))
+        .expect("built-in connector manifests are valid");
+    registry
+        .register(Arc::new(XConnector::new(
+            &service("x_api"),
+            &service("x_authorize"),
+        )))
         .expect("built-in connector manifests are valid");
     registry
 }
@@ -133,7 +148,7 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
     let engine = Engine::new(
         store.clone(),
         Arc::new(vault),
-        registry(),
+        registry(&settings.services),
         settings.runtime.clone(),
     );
     let new_admin_token = switchboard_api::auth::bootstrap_admin_token(&store)

@@ -101,6 +101,24 @@ impl Client {
             .await
     }
 
+    /// POST a raw body (a file, streamed) with its length.
+    pub async fn post_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        length: u64,
+        body: reqwest::Body,
+    ) -> anyhow::Result<T> {
+        self.send(
+            self.request(reqwest::Method::POST, path)?
+                .query(query)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, length)
+                .body(body),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let _: Value = self
             .send(self.request(reqwest::Method::DELETE, path)?)

@@ -4,6 +4,7 @@
 //! `--json` for scripts.
 
 mod client;
+mod media;
 mod output;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,11 @@ enum Command {
     /// Durable action invocations.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Images and videos for actions to publish.
+    #[command(subcommand)]
+    Media(media::MediaCommand),
+    /// Post on X from every enabled X account (or the ones named).
+    Post(media::PostArgs),
     /// The event log.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -105,6 +111,14 @@ enum ConnectionsCommand {
         id: String,
         #[arg(value_name = "NAME=SOURCE", required = true)]
         secrets: Vec<String>,
+    },
+    /// Start the authorization flow (OAuth) of a connection: prints the link
+    /// to open; the connection goes live the moment it is approved.
+    Connect {
+        id: String,
+        /// Wait (up to 10 minutes) until the connection is connected.
+        #[arg(long)]
+        wait: bool,
     },
     /// Restart a connection's runtime.
     Restart { id: String },
@@ -201,6 +215,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Connections(cmd) => connections(cmd, &client()?, cli.json).await,
         Command::Jobs(cmd) => jobs(cmd, &client()?, cli.json).await,
+        Command::Media(cmd) => media::media(cmd, &client()?, cli.json).await,
+        Command::Post(args) => media::post(args, &client()?, cli.json).await,
         Command::Events(EventsCommand::Tail {
             kind,
             connection,
@@ -382,6 +398,38 @@ async fn connections(
                 .put(&format!("/connections/{id}/secrets"), &json!(secrets))
                 .await?;
             output::print(json, &updated, output::connection_detail);
+        }
+        ConnectionsCommand::Connect { id, wait } => {
+            let started: Value = client
+                .post(&format!("/connections/{id}/connect"), &json!({}))
+                .await?;
+            let url = started["authorize_url"].as_str().unwrap_or_default();
+            if json {
+                output::print_json(&started);
+            } else {
+                println!(
+                    "Open this link to approve access (it works once, for 10 minutes):\n  {url}"
+                );
+            }
+            if *wait {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+                loop {
+                    let status: Value = client.get(&format!("/connections/{id}/status")).await?;
+                    if status["status"] == "connected" {
+                        if !json {
+                            println!("connected");
+                        }
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        anyhow::bail!(
+                            "connection {id} is still {} after 10 minutes; run `switchboard connections connect {id}` again",
+                            status["status"]
+                        );
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
         }
         ConnectionsCommand::Restart { id } => {
             let updated: Value = client

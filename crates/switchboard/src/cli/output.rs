@@ -173,3 +173,67 @@ pub fn print_event(json: bool, event: &Value) {
         );
     }
 }
+
+fn size(value: &Value) -> String {
+    match value.as_u64() {
+        Some(bytes) => indicatif::HumanBytes(bytes).to_string(),
+        None => "-".into(),
+    }
+}
+
+pub fn media_table(list: &Value) -> String {
+    let rows = list.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "no media yet; upload a file with `switchboard media upload FILE`".into();
+    }
+    let mut t = table(&["ID", "TYPE", "SIZE", "NAME", "CREATED"]);
+    for m in rows {
+        t.add_row(vec![
+            text(&m["id"]),
+            text(&m["mime_type"]),
+            size(&m["size"]),
+            text(&m["name"]),
+            time(&m["created_at"]),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn media_detail(m: &Value) -> String {
+    format!(
+        "id:       {}\ntype:     {}\nsize:     {} ({} bytes)\nname:     {}\ncreated:  {}",
+        text(&m["id"]),
+        text(&m["mime_type"]),
+        size(&m["size"]),
+        m["size"],
+        text(&m["name"]),
+        time(&m["created_at"]),
+    )
+}
+
+/// The jobs of one action on several connections: one row per account,
+/// with the result's `id` (such as a post id) once it succeeded, or why not.
+pub fn action_jobs_table(answer: &Value) -> String {
+    let rows = answer["jobs"].as_array().cloned().unwrap_or_default();
+    let mut t = table(&["ACCOUNT", "JOB", "STATE", "RESULT / ERROR"]);
+    for entry in rows {
+        let job = &entry["job"];
+        let (state, note) = if job.is_null() {
+            ("not queued".to_owned(), text(&entry["error"]["detail"]))
+        } else if job["state"] == "succeeded" {
+            let result = &job["result"];
+            let note = if result["id"].is_null() {
+                text(result)
+            } else {
+                text(&result["id"])
+            };
+            (text(&job["state"]), note)
+        } else if !job["error"].is_null() {
+            (text(&job["state"]), text(&job["error"]["message"]))
+        } else {
+            (text(&job["state"]), text(&job["waiting_reason"]))
+        };
+        t.add_row(vec![text(&entry["label"]), text(&job["id"]), state, note]);
+    }
+    t.to_string()
+}

@@ -160,7 +160,7 @@ async fn cli_verbs_work_against_a_running_daemon() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_starts_with_a_sample_connection_and_jobs() {
+async fn demo_starts_with_sample_connections_jobs_and_a_working_x_flow() {
     let mut child = Command::new(BIN)
         .args(["demo", "--listen", "127.0.0.1:0"])
         .env_remove("SWITCHBOARD_DATA_DIR")
@@ -178,7 +178,7 @@ async fn demo_starts_with_a_sample_connection_and_jobs() {
             let _ = tx.send(line);
         }
     });
-    let (mut url, mut token) = (String::new(), String::new());
+    let (mut url, mut token, mut authorize_url) = (String::new(), String::new(), String::new());
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
@@ -193,6 +193,9 @@ async fn demo_starts_with_a_sample_connection_and_jobs() {
             .filter(|_| line.trim_start().starts_with("token:"))
         {
             token = rest.trim().to_owned();
+        }
+        if line.contains("/i/oauth2/authorize?") {
+            authorize_url = line.trim().to_owned();
         }
         if line.contains("demo ready") {
             break;
@@ -215,23 +218,58 @@ async fn demo_starts_with_a_sample_connection_and_jobs() {
             .await
             .unwrap();
         jobs_done = jobs.as_array().unwrap().len();
-        if jobs_done == 3 {
+        if jobs_done == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(jobs_done, 3, "the demo's sample jobs ran");
-    let connections: Value = http
-        .get(format!("{url}/api/v1/connections"))
-        .bearer_auth(&token)
+    assert_eq!(
+        jobs_done, 4,
+        "the demo's sample jobs (3 echo, 1 X post) ran"
+    );
+    let list_connections = || async {
+        http.get(format!("{url}/api/v1/connections"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let connections = list_connections().await;
+    let status_of = |connections: &Value, label: &str| {
+        connections
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["label"] == label)
+            .unwrap_or_else(|| panic!("no {label} in {connections}"))["status"]["status"]
+            .clone()
+    };
+    for label in ["demo-echo", "demo-x", "demo-x-friend"] {
+        assert_eq!(status_of(&connections, label), "connected", "{label}");
+    }
+    assert_eq!(status_of(&connections, "demo-x-oauth2"), "needs_reauth");
+    // The printed link runs the OAuth 2.0 flow against the X simulator; the
+    // connection goes live with no restart.
+    assert!(authorize_url.starts_with("http://"), "{authorize_url:?}");
+    let page = http
+        .get(format!("{authorize_url}&auto_approve=1"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(connections[0]["label"], "demo-echo");
-    assert_eq!(connections[0]["status"]["status"], "connected");
+    assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
+    let mut connected = false;
+    for _ in 0..100 {
+        let connections = list_connections().await;
+        if status_of(&connections, "demo-x-oauth2") == "connected" {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connected, "the OAuth 2.0 demo account connected");
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

@@ -8,5 +8,7 @@ mod cli;
 mod crash;
 mod jobs;
 mod lifecycle;
+mod media;
 mod secrets;
 mod vault;
+mod x;
