@@ -639,3 +639,68 @@ async fn a_connection_without_watches_makes_no_calls_in_the_background() {
     task.await.unwrap().unwrap();
     assert_eq!(rig.sim.requests().len(), before);
 }
+
+#[tokio::test]
+async fn search_watches_emit_new_matches_and_degrade_while_x_fails() {
+    let settings = json!({
+        "auth": "oauth1",
+        "search_watches": [{"name": "launch", "query": "switchboard launch", "interval_secs": 1}]
+    });
+    let rig = Rig::new(XSimConfig::default(), settings).await;
+    for (k, v) in [
+        ("api_key", "sim-consumer-key"),
+        ("api_secret", "sim-consumer-secret"),
+        ("access_token", "sim-demo-oauth1-token"),
+        ("access_token_secret", "sim-demo-oauth1-secret"),
+    ] {
+        rig.env.set(k, v);
+    }
+    rig.sim
+        .create_post_as("sim_friend", "an old switchboard launch post", None);
+    let session = rig.connect().await.unwrap();
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move { session.run(cancel).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.sim
+        .create_post_as("sim_friend", "the switchboard launch is today", None);
+    rig.sim
+        .create_post_as("sim_friend", "something unrelated", None);
+    for _ in 0..50 {
+        if !rig.env.events("x.search.match").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // X fails for a while: the connection is degraded, then connected again.
+    rig.sim.inject(Fault::Status {
+        path_prefix: "GET /2/tweets/search/recent".into(),
+        status: 503,
+        times: 1,
+    });
+    for _ in 0..50 {
+        if rig
+            .env
+            .statuses
+            .lock()
+            .unwrap()
+            .contains(&StatusKind::Connected)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let matches = rig.env.events("x.search.match");
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert_eq!(matches[0]["text"], "the switchboard launch is today");
+    assert_eq!(matches[0]["watch"], "launch");
+    let statuses = rig.env.statuses.lock().unwrap().clone();
+    assert_eq!(
+        statuses,
+        vec![StatusKind::Degraded, StatusKind::Connected],
+        "a failed poll degrades, the next good one recovers"
+    );
+    rig.assert_spec_clean();
+}

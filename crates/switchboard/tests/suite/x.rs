@@ -637,3 +637,53 @@ async fn the_cli_adds_connects_uploads_and_posts() {
     assert!(stdout.contains(&posts[0].id), "{stdout}");
     assert_spec_clean(&sim);
 }
+
+/// Two daemons share one PostgreSQL database and both run the account:
+/// when X rejects the token, the two processes still refresh it once
+/// between them (a rotating refresh token spent twice kills the grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refresh_a_shared_account_once() {
+    let (mut fixture, first, sim) = x_daemon(Db::Postgres, XSimConfig::default()).await;
+    let id = first
+        .create_connection(json!({
+            "connector": "x", "label": "shared",
+            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
+            "secrets": { "oauth2_client_secret": "sim-client-secret" }
+        }))
+        .await;
+    let started = first
+        .post(&format!("/connections/{id}/connect"), json!({}))
+        .await;
+    let callback = approve(started.body["authorize_url"].as_str().unwrap()).await;
+    first.http.get(&callback).send().await.unwrap();
+    first.wait_status(&id, "connected").await;
+    let second = fixture.start().await;
+    second.wait_status(&id, "connected").await;
+
+    // Every token X issued so far stops working; calls are slow enough that
+    // both processes take jobs.
+    sim.expire_access_tokens();
+    sim.inject(Fault::Delay {
+        path_prefix: "GET /2/users/me".into(),
+        delay: Duration::from_millis(100),
+        times: 200,
+    });
+    let before = sim.token_calls();
+    let submits = (0..50).map(|_| first.submit(&id, "x.me", json!({})));
+    let jobs = futures::future::join_all(submits).await;
+    for job in &jobs {
+        let done = first.wait_job(job["id"].as_str().unwrap()).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    assert_eq!(
+        sim.token_calls() - before,
+        1,
+        "one refresh across both processes"
+    );
+    for (name, daemon) in [("first", &first), ("second", &second)] {
+        assert!(
+            daemon.output().contains("action=x.me"),
+            "the {name} process ran some of the jobs"
+        );
+    }
+}
