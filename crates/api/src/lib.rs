@@ -14,6 +14,8 @@ pub mod error;
 mod extract;
 pub mod model;
 mod routes;
+mod rules;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +55,7 @@ pub struct ApiState {
         (name = "media", description = "Images and videos for actions to publish"),
         (name = "events", description = "The event log and its live stream"),
         (name = "vault", description = "The secret store"),
+        (name = "webhooks", description = "The delivery history of hooks (deliveries go to POST /hooks/{name}, outside /api/v1)"),
     )
 )]
 struct ApiDoc;
@@ -103,6 +106,7 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(callbacks)
+        .merge(webhooks::receiver().with_state(state.clone()))
         .layer(axum::Extension(extract::BodyLimit(options.body_limit)))
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(TraceLayer::new_for_http())

@@ -54,6 +54,8 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_events))
         .routes(routes!(stream_events))
         .routes(routes!(rotate_key))
+        .merge(crate::webhooks::routes())
+        .merge(crate::rules::routes())
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -270,6 +270,49 @@ pub struct AuthorizeFlow {
     pub flow_data: Value,
 }
 
+/// An HTTP request that arrived from outside for one connection (a webhook
+/// delivery), as [`Connector::verify_inbound`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundRequest<'a> {
+    /// Header names in lower case, in the order they came.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// When it arrived, epoch milliseconds.
+    pub received_at: i64,
+}
+
+impl InboundRequest<'_> {
+    /// The first value of a header, by its name in any case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A connector's verdict on an [`InboundRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundVerdict {
+    /// The sender's id of this delivery, if it gives one. The runtime accepts
+    /// one delivery per id and connection: a second is a replay.
+    pub delivery_id: Option<String>,
+    /// Why the request is refused; `None` accepts it.
+    pub rejection: Option<InboundRejection>,
+}
+
+/// Why an inbound request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRejection {
+    /// The check that failed, a stable word: `secret`, `header`,
+    /// `signature`, `timestamp`.
+    pub check: String,
+    /// The part of the request at fault, such as a header name.
+    pub field: String,
+    /// What is wrong, for the sender (never a secret or an expected value).
+    pub message: String,
+}
+
 /// A kind of service. Stateless: all per-connection state lives in sessions.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
@@ -298,6 +341,41 @@ pub trait Connector: Send + Sync + 'static {
         _ctx: &dyn ParamsContext,
     ) -> Result<(), Vec<(String, String)>> {
         Ok(())
+    }
+
+    /// Checks of a connection's settings beyond their JSON schema (which the
+    /// registry has already applied), for what a schema cannot say: a cron
+    /// expression that must parse, names that must be unique. Run before a
+    /// connection is created or its settings change, so bad settings are
+    /// refused whole. Returns `(field, message)` pairs, the field relative to
+    /// the settings (`schedules[0].cron`).
+    fn check_settings(&self, _settings: &Value) -> Result<(), Vec<(String, String)>> {
+        Ok(())
+    }
+
+    /// Verify a request that arrived from outside for one of this
+    /// connector's connections (a webhook delivery), with the connection's
+    /// settings and secrets: signatures, timestamps, shared secrets. Pure:
+    /// the runtime reads the request, keeps the delivery history, rejects
+    /// replayed delivery ids and publishes the event. The default refuses:
+    /// a connector accepts no inbound requests unless it says so.
+    fn verify_inbound(
+        &self,
+        _settings: &Value,
+        _secrets: &Secrets,
+        _request: &InboundRequest<'_>,
+    ) -> InboundVerdict {
+        InboundVerdict {
+            delivery_id: None,
+            rejection: Some(InboundRejection {
+                check: "connector".into(),
+                field: "connector".into(),
+                message: format!(
+                    "connector `{}` accepts no inbound requests",
+                    self.manifest().name
+                ),
+            }),
+        }
     }
 
     /// Begin an authorization flow (for `auth` kinds `oauth2` and `oauth1`).

@@ -14,8 +14,8 @@ pub mod time;
 
 pub use connector::{
     ActionCall, ActionError, ActionSpec, AuthKind, AuthorizeFlow, AuthorizeRequest, AuthorizeStart,
-    Connector, ConnectorError, ConnectorManifest, ParamsContext, RuntimeContext, RuntimeEnv,
-    SecretSpec, Secrets, Session, TriggerSpec,
+    Connector, ConnectorError, ConnectorManifest, InboundRejection, InboundRequest, InboundVerdict,
+    ParamsContext, RuntimeContext, RuntimeEnv, SecretSpec, Secrets, Session, TriggerSpec,
 };
 pub use event::{Event, NewEvent};
 pub use job::{Job, JobError, JobState};

@@ -143,6 +143,8 @@ pub struct RuntimeConfig {
     pub media_dir: PathBuf,
     /// The largest media file accepted, in bytes.
     pub media_max_bytes: u64,
+    /// The rules file, if any.
+    pub rules: crate::rules::RulesConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -155,6 +157,7 @@ impl Default for RuntimeConfig {
             event_max_rows: 1_000_000,
             media_dir: std::env::temp_dir().join("switchboard-media"),
             media_max_bytes: 512 * 1024 * 1024,
+            rules: crate::rules::RulesConfig::default(),
         }
     }
 }
@@ -263,8 +266,8 @@ pub struct AuthorizationStarted {
 
 pub struct Engine {
     store: Store,
-    vault: Arc<Vault>,
-    bus: Arc<EventBus>,
+    pub(crate) vault: Arc<Vault>,
+    pub(crate) bus: Arc<EventBus>,
     registry: Arc<Registry>,
     media: MediaStore,
     supervisor: Supervisor,
@@ -274,6 +277,8 @@ pub struct Engine {
     cancel: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     node_id: String,
+    rules: crate::rules::RulesState,
+    template_env: minijinja::Environment<'static>,
 }
 
 impl Engine {
@@ -318,19 +323,45 @@ impl Engine {
             cancel: CancellationToken::new(),
             tasks: Default::default(),
             node_id,
+            rules: crate::rules::RulesState::new(),
+            template_env: crate::rules::template::environment(),
         })
     }
 
     /// Start connection runtimes, job workers and event retention.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         self.supervisor.start_all().await?;
+        // A rule set that no longer compiles (a connection it names was
+        // removed) is reported; the daemon still starts.
+        if let Err(error) = self.load_rules().await {
+            tracing::error!(%error, "rules not loaded");
+        }
         let runner = tokio::spawn(self.runner.clone().run(self.cancel.clone()));
         let retention = tokio::spawn(self.clone().retain_events());
+        let matcher = tokio::spawn(self.clone().match_events(self.cancel.clone()));
+        let runs = tokio::spawn(self.clone().execute_runs(self.cancel.clone()));
+        let watcher = tokio::spawn(self.clone().watch_rules_file(self.cancel.clone()));
         self.tasks
             .lock()
             .expect("task list poisoned")
-            .extend([runner, retention]);
+            .extend([runner, retention, matcher, runs, watcher]);
         Ok(())
+    }
+
+    pub(crate) fn rules(&self) -> &crate::rules::RulesState {
+        &self.rules
+    }
+
+    pub(crate) fn rules_config(&self) -> &crate::rules::RulesConfig {
+        &self.config.rules
+    }
+
+    pub(crate) fn template_env(&self) -> &minijinja::Environment<'static> {
+        &self.template_env
+    }
+
+    pub(crate) async fn publish_or_log(&self, event: NewEvent) {
+        self.bus.publish_or_log(event).await;
     }
 
     /// Stop taking jobs, let running ones finish, stop every runtime.
@@ -346,6 +377,7 @@ impl Engine {
     async fn retain_events(self: Arc<Self>) {
         loop {
             let older_than = now_ms() - self.config.event_retention.as_millis() as i64;
+            self.prune_webhook_deliveries().await;
             if let Err(error) = self.store.prune_flows(now_ms() - 24 * 3600 * 1000).await {
                 tracing::warn!(%error, "could not prune expired authorization flows");
             }
@@ -453,6 +485,11 @@ impl Engine {
             .validate_settings(&new.connector, &new.settings, "settings")
         {
             errors.extend(e);
+        } else {
+            errors.extend(
+                self.check_connector_settings(&new.connector, &new.settings, None)
+                    .await?,
+            );
         }
         errors.extend(self.check_secret_names(&new.connector, new.secrets.keys()));
         if !errors.is_empty() {
@@ -534,6 +571,11 @@ impl Engine {
                     .validate_settings(&connection.connector, &settings, "settings")
             {
                 errors.extend(e);
+            } else {
+                errors.extend(
+                    self.check_connector_settings(&connection.connector, &settings, Some(id))
+                        .await?,
+                );
             }
             connection.settings = settings;
         }

@@ -9,6 +9,10 @@
 //!   that actions publish.
 //! * [`jobs`]: the worker pool that claims due jobs and runs them through the
 //!   connection's live session.
+//! * [`rules`]: the rules engine: events matched to rules become runs of
+//!   durable jobs, with cooldowns, debounce, queues and variables.
+//! * [`webhooks`]: receiving `POST /hooks/{name}`: verify through the
+//!   connector, keep the delivery history, refuse replays, publish.
 //! * [`engine`]: the domain operations the API and CLI call (create a
 //!   connection, set secrets, submit a job, ...), each one validating first
 //!   and then applying through the one diff-and-apply path of the supervisor.
@@ -22,7 +26,10 @@ pub mod engine;
 pub mod jobs;
 pub mod media;
 pub mod registry;
+pub mod rules;
+mod settings;
 pub mod supervisor;
+pub mod webhooks;
 
 pub use bus::EventBus;
 pub use engine::{
@@ -32,3 +39,4 @@ pub use engine::{
 pub use media::{MediaError, MediaStore};
 pub use registry::Registry;
 pub use supervisor::Supervisor;
+pub use webhooks::{WebhookError, WebhookReceipt};

@@ -5,4 +5,5 @@
 //!
 //! **Architecture invariant:** this crate depends on nothing in the daemon.
 
+pub mod obs;
 pub mod x;

@@ -1,6 +1,6 @@
 //! Persistence for switchboard: connections, sealed secrets, connector state,
-//! API tokens, the job outbox and the event log, on SQLite (default) or
-//! PostgreSQL.
+//! API tokens, the job outbox, the event log and webhook deliveries, on
+//! SQLite (default) or PostgreSQL.
 //!
 //! **Architecture invariant:** only this crate knows SQL. It stores what it is
 //! given; secrets reach it already sealed by `switchboard-vault` and it never
@@ -24,16 +24,20 @@ pub mod events;
 mod flows;
 pub mod jobs;
 mod locks;
+pub mod rules;
 mod secrets;
 mod state;
 mod tokens;
+pub mod webhooks;
 
 pub use events::EventFilter;
 pub use flows::{Flow, FlowLookup, NewFlow};
 pub use jobs::{JobFilter, NewJob, SubmitOutcome};
 pub use locks::LockGuard;
+pub use rules::{RuleRun, RunFilter, StoredRule};
 pub use secrets::SealedSecret;
 pub use tokens::{ApiToken, TokenRole};
+pub use webhooks::{Delivery, DeliveryFilter, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -28,6 +28,7 @@ const CONFIG_KEYS: &[&str] = &[
     "events",
     "limits",
     "supervisor",
+    "rules",
     "services",
 ];
 
@@ -49,6 +50,7 @@ pub struct Config {
     pub events: EventsSection,
     pub limits: LimitsSection,
     pub supervisor: SupervisorSection,
+    pub rules: RulesSection,
     /// Base URLs of external services, so the same code talks to the real
     /// services or to the simulators.
     pub services: BTreeMap<String, String>,
@@ -80,6 +82,14 @@ pub struct LimitsSection {
     /// Largest media file accepted by the media store (uploads are
     /// streamed to disk, not held in memory).
     pub media_bytes: u64,
+}
+
+/// The rules file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSection {
+    /// A YAML or TOML rules file, watched and hot-reloaded.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +140,7 @@ impl Default for Config {
                 drain_grace_ms: supervisor.drain_grace.as_millis() as u64,
             },
             services: default_services(),
+            rules: RulesSection::default(),
         }
     }
 }
@@ -308,6 +319,9 @@ impl Config {
             event_max_rows: self.events.max_rows.max(1000),
             media_dir: self.data_dir.join("media"),
             media_max_bytes: self.limits.media_bytes,
+            rules: switchboard_runtime::rules::RulesConfig {
+                file: self.rules.file.clone(),
+            },
         };
         let mut services = default_services();
         services.extend(self.services);

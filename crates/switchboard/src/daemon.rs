@@ -12,6 +12,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use switchboard_api::ApiOptions;
 use switchboard_connector_echo::EchoConnector;
+use switchboard_connector_obs::ObsConnector;
+use switchboard_connector_system::{SystemConnector, WebhookConnector};
 use switchboard_connector_x::XConnector;
 use switchboard_runtime::{Engine, Registry};
 use switchboard_store::{Store, StoreError, redact_url};
@@ -58,6 +60,17 @@ pub fn registry(services: &BTreeMap<String, String>) -> Registry {
             &service("x_api"),
             &service("x_authorize"),
         )))
+        .expect("built-in connector manifests are valid");
+    registry
+        .register(Arc::new(SystemConnector::new()))
+        .expect("built-in connector manifests are valid");
+    registry
+        .register(Arc::new(WebhookConnector::new()))
+        .expect("built-in connector manifests are valid");
+    // OBS runs on the creator's machine: host and port are connection
+    // settings (default 127.0.0.1:4455), not a service base URL.
+    registry
+        .register(Arc::new(ObsConnector::new()))
         .expect("built-in connector manifests are valid");
     registry
 }

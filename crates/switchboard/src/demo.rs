@@ -6,12 +6,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use switchboard_runtime::{NewConnection, SubmitJob};
+use switchboard_runtime::{NewConnection, SubmitJob, UpdateConnection};
+use switchboard_sim::obs::{ObsSim, ObsSimConfig};
 use switchboard_sim::x::{XSim, XSimConfig};
 use switchboard_store::TokenRole;
 
 use crate::config::Config;
 use crate::daemon;
+
+/// The demo hook's secret and a body the printed curl line sends, signed.
+const DEMO_HOOK_SECRET: &str = "demo-hook-secret";
+const DEMO_HOOK_BODY: &str = r#"{"hello":"webhook"}"#;
 
 pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
@@ -37,6 +42,19 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         "x_authorize".into(),
         format!("{}/i/oauth2/authorize", x_sim.base_url()),
     );
+    // The simulated OBS Studio: obs-websocket v5 on loopback, with a password.
+    let obs_sim = ObsSim::start(ObsSimConfig {
+        password: Some(DEMO_OBS_PASSWORD.into()),
+        ..ObsSimConfig::default()
+    })
+    .await
+    .context("cannot start the OBS simulator")?;
+    // Sample rules, watched: edit the file while the demo runs.
+    let rules_file = config.data_dir.join("rules.yaml");
+    if !rules_file.exists() {
+        std::fs::write(&rules_file, SAMPLE_RULES).context("cannot write the sample rules")?;
+    }
+    config.rules.file = Some(rules_file.clone());
     let settings = config.resolve()?;
     daemon::init_logging(&settings.log_format);
     let running = daemon::start(&settings).await?;
@@ -97,7 +115,7 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         },
     )
     .await?;
-    find_or_create(
+    let x_friend = find_or_create(
         "demo-x-friend",
         NewConnection {
             connector: "x".into(),
@@ -125,6 +143,60 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         },
     )
     .await?;
+    // The machine: a schedule every minute and a watched folder; and a
+    // webhook signed GitHub-style (HMAC-SHA256).
+    let inbox = settings.data_dir.join("inbox");
+    std::fs::create_dir_all(&inbox).context("cannot create the demo inbox")?;
+    find_or_create(
+        "demo-system",
+        NewConnection {
+            connector: "system".into(),
+            label: "demo-system".into(),
+            enabled: true,
+            settings: json!({
+                "schedules": [{ "name": "every-minute", "cron": "* * * * *" }],
+                "watches": [{ "name": "inbox", "path": inbox.to_string_lossy() }],
+                "http_allow": ["127.0.0.1"]
+            }),
+            secrets: Default::default(),
+        },
+    )
+    .await?;
+    find_or_create(
+        "demo-hook",
+        NewConnection {
+            connector: "webhook".into(),
+            label: "demo-hook".into(),
+            enabled: true,
+            settings: json!({ "name": "demo", "auth": "hmac_sha256" }),
+            secrets: secrets(&[("secret", DEMO_HOOK_SECRET)]),
+        },
+    )
+    .await?;
+    // OBS: host and port are settings; the simulator's port changes per run.
+    let obs_settings = json!({ "host": "127.0.0.1", "port": obs_sim.port() });
+    let obs = find_or_create(
+        "demo-obs",
+        NewConnection {
+            connector: "obs".into(),
+            label: "demo-obs".into(),
+            enabled: true,
+            settings: obs_settings.clone(),
+            secrets: secrets(&[("password", DEMO_OBS_PASSWORD)]),
+        },
+    )
+    .await?;
+    if obs.connection.settings != obs_settings {
+        engine
+            .update_connection(
+                &obs.connection.id,
+                UpdateConnection {
+                    settings: Some(obs_settings),
+                    ..UpdateConnection::default()
+                },
+            )
+            .await?;
+    }
     let id = echo.connection.id.clone();
     for n in 1..=3 {
         engine
@@ -146,6 +218,11 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
             max_attempts: None,
         })
         .await?;
+    // The sample rules name the connections created above.
+    engine
+        .reload_rules_file()
+        .await
+        .context("the sample rules do not load")?;
     let public_url = settings
         .public_url
         .clone()
@@ -169,9 +246,24 @@ Try it (in another terminal):
   switchboard jobs list
   switchboard events tail
 
+Rules ({rules_file}, watched: edit it and save):
+  a mention of @switchboard_demo that says "switchboard" gets a reply. Try:
+  switchboard jobs submit {friend_id} x.post --params '{{"text":"hey @switchboard_demo, switchboard works"}}'
+  switchboard rules runs     # within ~15 s (the mention poll interval)
+
+OBS (simulated at {obs_url}): switch scenes, watch obs.scene.changed:
+  switchboard jobs submit {obs_id} obs.set_scene --params '{{"scene":"Live"}}'
+  switchboard jobs submit {obs_id} obs.list_scenes --params '{{"include_sources":true}}'
+  switchboard events tail --type obs.
+
 The X simulator runs at {x_url}. Connect the OAuth 2.0 account by opening
 this link and pressing "Authorize app" (it goes live at once, no restart):
   {authorize_url}
+
+System and webhooks: cron.fired every minute; drop a file into {inbox} for
+file.created; send a signed webhook (HMAC-SHA256 of the body, GitHub style):
+  curl -s -X POST {url}/hooks/demo -H 'X-Hub-Signature-256: {hook_signature}' -d '{hook_body}'
+  switchboard events tail --type webhook.
 
   curl -s -H "Authorization: Bearer $SWITCHBOARD_TOKEN" {url}/api/v1/connections
   curl -s {url}/api/v1/openapi.json
@@ -182,10 +274,41 @@ demo ready"#,
         token = token.expose_secret(),
         x_id = x_demo.connection.id,
         x_url = x_sim.base_url(),
+        obs_id = obs.connection.id,
+        obs_url = obs_sim.url(),
+        friend_id = x_friend.connection.id,
+        rules_file = rules_file.display(),
         authorize_url = authorize.authorize_url,
+        inbox = inbox.display(),
+        hook_body = DEMO_HOOK_BODY,
+        hook_signature = switchboard_connector_system::auth::sign_hmac_sha256(
+            DEMO_HOOK_SECRET.as_bytes(),
+            DEMO_HOOK_BODY.as_bytes()
+        ),
     );
     daemon::stop_signal().await;
     running.stop().await;
     x_sim.stop().await;
+    obs_sim.stop().await;
     Ok(())
 }
+
+/// The simulated OBS's websocket password (a demo value, not a secret).
+const DEMO_OBS_PASSWORD: &str = "demo-obs-password";
+
+/// The demo's rules file.
+const SAMPLE_RULES: &str = r#"# switchboard rules: edit and save, the daemon reloads within a second.
+rules:
+  - name: reply-to-mentions
+    on: { event: x.mention, connection: demo-x }
+    if: "'switchboard' in (event.payload.text | lower)"
+    do:
+      - action: x.post
+        connection: demo-x
+        params:
+          text: "Thanks for the mention! (reply #{{ vars.mention_replies }})"
+          reply_to: "{{ event.payload.id }}"
+    cooldown: { secs: 30, key: "{{ event.payload.author_id }}" }
+    set:
+      mention_replies: "{{ (vars.mention_replies or 0) + 1 }}"
+"#;

@@ -314,6 +314,12 @@ impl Connector for XConnector {
                 OAuth1Keys::from_secrets(&ctx.secrets).map_err(connector_error)?,
             ),
             AuthMode::Oauth2 => {
+                if !ctx.secrets.contains_key(auth::secret::OAUTH2_ACCESS_TOKEN) {
+                    return Err(ConnectorError::NeedsReauth(format!(
+                        "this account is not authorized yet: run `switchboard connections connect {}` and approve it on X",
+                        ctx.connection_id
+                    )));
+                }
                 let tokens = OAuth2Tokens::from_secrets(&ctx.secrets).map_err(connector_error)?;
                 let app = OAuth2App::new(settings.client_id.as_deref(), &ctx.secrets)
                     .map_err(connector_error)?;

@@ -6,6 +6,7 @@
 mod client;
 mod media;
 mod output;
+mod rules;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -66,6 +67,9 @@ enum Command {
     Media(media::MediaCommand),
     /// Post on X from every enabled X account (or the ones named).
     Post(media::PostArgs),
+    /// Automation: rules that turn events into jobs.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// The event log.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -217,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(cmd) => jobs(cmd, &client()?, cli.json).await,
         Command::Media(cmd) => media::media(cmd, &client()?, cli.json).await,
         Command::Post(args) => media::post(args, &client()?, cli.json).await,
+        Command::Rules(cmd) => rules::rules(cmd, &client()?, cli.json).await,
         Command::Events(EventsCommand::Tail {
             kind,
             connection,

@@ -270,6 +270,56 @@ async fn demo_starts_with_sample_connections_jobs_and_a_working_x_flow() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(connected, "the OAuth 2.0 demo account connected");
+
+    // The sample rule answers a mention: the friend account mentions the
+    // demo account, the mention poller sees it, the rule replies.
+    let connections = list_connections().await;
+    let id_of = |label: &str| {
+        connections
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["label"] == label)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mention = http
+        .post(format!("{url}/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "connection_id": id_of("demo-x-friend"),
+            "action": "x.post",
+            "params": {"text": "hey @switchboard_demo, switchboard works"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mention.status(), 201);
+    let mut replied = Value::Null;
+    for _ in 0..250 {
+        let runs: Value = http
+            .get(format!(
+                "{url}/api/v1/rules/runs?rule=reply-to-mentions&state=succeeded"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if runs.as_array().is_some_and(|r| !r.is_empty()) {
+            replied = runs[0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        replied["actions"][0]["params"]["text"], "Thanks for the mention! (reply #1)",
+        "the sample rule replied to the mention: {replied}"
+    );
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())

@@ -165,12 +165,26 @@ async fn oauth2_connect_post_everything_and_delete(db: Db) {
         began.elapsed().as_millis()
     );
     assert_eq!(daemon.pid(), pid, "no restart");
-    let events = daemon
-        .get(&format!(
-            "/events?connection_id={id}&type=connection.status&limit=100"
-        ))
-        .await
-        .body;
+    // The transition is in the event log too (published just after the
+    // status changes).
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        events = daemon
+            .get(&format!(
+                "/events?connection_id={id}&type=connection.status&limit=100"
+            ))
+            .await
+            .body;
+        if events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["payload"]["status"] == "connected")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         events
             .as_array()
