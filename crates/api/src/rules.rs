@@ -9,9 +9,8 @@ use serde_json::Value;
 use switchboard_core::Event;
 use switchboard_runtime::rules::{
     DryRunRule, QueueView as DomainQueue, RuleDef, RuleView as DomainRule, RulesFormat,
-    RunView as DomainRun,
 };
-use switchboard_store::RunFilter;
+use switchboard_store::{RuleRun, RunFilter};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -145,8 +144,8 @@ pub struct RunBody {
     pub updated_at: i64,
 }
 
-impl From<DomainRun> for RunBody {
-    fn from(r: DomainRun) -> Self {
+impl From<RuleRun> for RunBody {
+    fn from(r: RuleRun) -> Self {
         RunBody {
             id: r.id,
             rule: r.rule,

@@ -198,6 +198,16 @@ impl Rig {
         }
     }
 
+    /// The four OAuth 1.0a values of a seeded simulator user (`demo`, `friend`).
+    fn direct_entry(&self, user: &str) {
+        self.env.set("api_key", "sim-consumer-key");
+        self.env.set("api_secret", "sim-consumer-secret");
+        self.env
+            .set("access_token", &format!("sim-{user}-oauth1-token"));
+        self.env
+            .set("access_token_secret", &format!("sim-{user}-oauth1-secret"));
+    }
+
     async fn connect(&self) -> Result<Arc<dyn Session>, ConnectorError> {
         self.connector
             .connect(RuntimeContext {
@@ -419,14 +429,7 @@ async fn oauth1_three_legged_flow_and_direct_entry() {
 
     // Direct entry of the four values.
     let direct = Rig::new(XSimConfig::default(), json!({"auth": "oauth1"})).await;
-    for (k, v) in [
-        ("api_key", "sim-consumer-key"),
-        ("api_secret", "sim-consumer-secret"),
-        ("access_token", "sim-friend-oauth1-token"),
-        ("access_token_secret", "sim-friend-oauth1-secret"),
-    ] {
-        direct.env.set(k, v);
-    }
+    direct.direct_entry("friend");
     let session = direct.connect().await.unwrap();
     let me = session.invoke(call("x.me", json!({}))).await.unwrap();
     assert_eq!(me["username"], "sim_friend");
@@ -574,14 +577,7 @@ async fn mentions_are_emitted_once_and_survive_a_restart() {
         "mentions": {"enabled": true, "interval_secs": 1}
     });
     let rig = Rig::new(XSimConfig::default(), settings).await;
-    for (k, v) in [
-        ("api_key", "sim-consumer-key"),
-        ("api_secret", "sim-consumer-secret"),
-        ("access_token", "sim-demo-oauth1-token"),
-        ("access_token_secret", "sim-demo-oauth1-secret"),
-    ] {
-        rig.env.set(k, v);
-    }
+    rig.direct_entry("demo");
     rig.sim
         .create_post_as("sim_friend", "old news @switchboard_demo", None);
     let run = |session: Arc<dyn Session>| {
@@ -647,14 +643,7 @@ async fn search_watches_emit_new_matches_and_degrade_while_x_fails() {
         "search_watches": [{"name": "launch", "query": "switchboard launch", "interval_secs": 1}]
     });
     let rig = Rig::new(XSimConfig::default(), settings).await;
-    for (k, v) in [
-        ("api_key", "sim-consumer-key"),
-        ("api_secret", "sim-consumer-secret"),
-        ("access_token", "sim-demo-oauth1-token"),
-        ("access_token_secret", "sim-demo-oauth1-secret"),
-    ] {
-        rig.env.set(k, v);
-    }
+    rig.direct_entry("demo");
     rig.sim
         .create_post_as("sim_friend", "an old switchboard launch post", None);
     let session = rig.connect().await.unwrap();

@@ -124,50 +124,16 @@ pub struct DryRunJob {
 }
 
 /// One event's consequences.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct EventTrace {
     pub event: Event,
     pub runs: Vec<RunTrace>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunTrace {
-    pub run: RunView,
+    pub run: RuleRun,
     pub jobs: Vec<switchboard_core::Job>,
-}
-
-/// A run as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunView {
-    pub id: String,
-    pub rule: String,
-    pub event_id: i64,
-    pub queue: Option<String>,
-    pub priority: i64,
-    pub state: String,
-    pub actions: Value,
-    pub next_action: i64,
-    pub error: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl From<RuleRun> for RunView {
-    fn from(r: RuleRun) -> Self {
-        RunView {
-            id: r.id,
-            rule: r.rule,
-            event_id: r.event_id,
-            queue: r.queue,
-            priority: r.priority,
-            state: r.state,
-            actions: r.actions,
-            next_action: r.next_action,
-            error: r.error,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
 }
 
 /// A queue as the API shows it.
@@ -617,21 +583,14 @@ impl Engine {
             .await?)
     }
 
-    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunView>> {
-        Ok(self
-            .store()
-            .list_runs(filter)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RuleRun>> {
+        Ok(self.store().list_runs(filter).await?)
     }
 
-    pub async fn get_run(&self, id: &str) -> Result<RunView> {
+    pub async fn get_run(&self, id: &str) -> Result<RuleRun> {
         self.store()
             .get_run(id)
             .await?
-            .map(Into::into)
             .ok_or_else(|| EngineError::NotFound {
                 what: "rule run",
                 id: id.to_owned(),
@@ -664,10 +623,7 @@ impl Engine {
                     jobs.push(job);
                 }
             }
-            traces.push(RunTrace {
-                run: run.into(),
-                jobs,
-            });
+            traces.push(RunTrace { run, jobs });
         }
         Ok(EventTrace {
             event,

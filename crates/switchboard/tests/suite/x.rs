@@ -59,6 +59,25 @@ async fn oauth1_connection(daemon: &Daemon, label: &str, user: &str) -> String {
     id
 }
 
+/// An OAuth 2.0 connection authorized through the simulator's consent page.
+async fn oauth2_connection(daemon: &Daemon, label: &str) -> String {
+    let id = daemon
+        .create_connection(json!({
+            "connector": "x", "label": label,
+            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
+            "secrets": { "oauth2_client_secret": "sim-client-secret" }
+        }))
+        .await;
+    let started = daemon
+        .post(&format!("/connections/{id}/connect"), json!({}))
+        .await;
+    let callback = approve(started.body["authorize_url"].as_str().unwrap()).await;
+    let page = daemon.http.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    daemon.wait_status(&id, "connected").await;
+    id
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -199,23 +218,30 @@ async fn oauth2_connect_post_everything_and_delete(db: Db) {
     assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
     assert!(reused.text().await.unwrap().contains("already used"));
 
-    let text = post_ok(&daemon, &id, json!({"text": "hello from the suite"})).await;
+    post_everything_and_delete(&daemon, &sim, &id).await;
+    assert_spec_clean(&sim);
+}
+
+/// Text, a reply, a quote, an image and a video, each job `succeeded` with
+/// the post id; then the quote is deleted.
+async fn post_everything_and_delete(daemon: &Daemon, sim: &XSim, id: &str) {
+    let text = post_ok(daemon, id, json!({"text": "hello from the suite"})).await;
     let first = text["id"].as_str().unwrap().to_owned();
-    let reply = post_ok(&daemon, &id, json!({"text": "a reply", "reply_to": first})).await;
-    let quote = post_ok(&daemon, &id, json!({"text": "a quote", "quote_of": first})).await;
-    let image = upload(&daemon, png(4000)).await;
+    let reply = post_ok(daemon, id, json!({"text": "a reply", "reply_to": first})).await;
+    let quote = post_ok(daemon, id, json!({"text": "a quote", "quote_of": first})).await;
+    let image = upload(daemon, png(4000)).await;
     assert_eq!(image.status, StatusCode::CREATED, "{}", image.body);
     let with_image = post_ok(
-        &daemon,
-        &id,
+        daemon,
+        id,
         json!({"text": "an image", "media": [image.body["id"]]}),
     )
     .await;
-    let video = upload(&daemon, mp4(5 * 1024 * 1024)).await;
+    let video = upload(daemon, mp4(5 * 1024 * 1024)).await;
     assert_eq!(video.status, StatusCode::CREATED, "{}", video.body);
     let with_video = post_ok(
-        &daemon,
-        &id,
+        daemon,
+        id,
         json!({"text": "a video", "media": [video.body["id"]]}),
     )
     .await;
@@ -234,7 +260,7 @@ async fn oauth2_connect_post_everything_and_delete(db: Db) {
     assert_eq!(find(&with_video).media_ids.len(), 1);
 
     let job = daemon
-        .submit(&id, "x.delete", json!({"id": quote["id"]}))
+        .submit(id, "x.delete", json!({"id": quote["id"]}))
         .await;
     let done = daemon.wait_job(job["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
@@ -256,11 +282,10 @@ async fn oauth2_connect_post_everything_and_delete(db: Db) {
             .any(|e| e["payload"]["phase"] == "processing"),
         "{progress}"
     );
-    assert_spec_clean(&sim);
 }
 
-async fn oauth1_three_legged_flow(db: Db) {
-    let (_fixture, daemon, sim) = x_daemon(db, XSimConfig::default()).await;
+async fn oauth1_three_legged_flow_then_everything(db: Db) {
+    let (_fixture, daemon, sim) = x_daemon(db, fast_media()).await;
     let id = daemon
         .create_connection(json!({
             "connector": "x", "label": "legacy",
@@ -283,26 +308,13 @@ async fn oauth1_three_legged_flow(db: Db) {
         page.text().await.unwrap()
     );
     daemon.wait_status(&id, "connected").await;
-    let posted = post_ok(&daemon, &id, json!({"text": "signed, three-legged"})).await;
-    assert_eq!(sim.posts()[0].id, posted["id"].as_str().unwrap());
+    post_everything_and_delete(&daemon, &sim, &id).await;
     assert_spec_clean(&sim);
 }
 
 async fn fifty_actions_on_an_expiring_token_refresh_once(db: Db) {
     let (_fixture, daemon, sim) = x_daemon(db, XSimConfig::default()).await;
-    let id = daemon
-        .create_connection(json!({
-            "connector": "x", "label": "expiring",
-            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
-            "secrets": { "oauth2_client_secret": "sim-client-secret" }
-        }))
-        .await;
-    let started = daemon
-        .post(&format!("/connections/{id}/connect"), json!({}))
-        .await;
-    let callback = approve(started.body["authorize_url"].as_str().unwrap()).await;
-    daemon.http.get(&callback).send().await.unwrap();
-    daemon.wait_status(&id, "connected").await;
+    let id = oauth2_connection(&daemon, "expiring").await;
 
     // One minute left: inside the five-minute refresh margin.
     let soon = (std::time::SystemTime::now()
@@ -553,7 +565,7 @@ async fn bad_input_is_refused_and_nothing_is_posted(db: Db) {
 
 on_both_databases!(
     oauth2_connect_post_everything_and_delete,
-    oauth1_three_legged_flow,
+    oauth1_three_legged_flow_then_everything,
     fifty_actions_on_an_expiring_token_refresh_once,
     a_429_storm_costs_one_call_per_window,
     sigkill_during_200_posts_posts_each_text_once,
@@ -658,19 +670,7 @@ async fn the_cli_adds_connects_uploads_and_posts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_refresh_a_shared_account_once() {
     let (mut fixture, first, sim) = x_daemon(Db::Postgres, XSimConfig::default()).await;
-    let id = first
-        .create_connection(json!({
-            "connector": "x", "label": "shared",
-            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
-            "secrets": { "oauth2_client_secret": "sim-client-secret" }
-        }))
-        .await;
-    let started = first
-        .post(&format!("/connections/{id}/connect"), json!({}))
-        .await;
-    let callback = approve(started.body["authorize_url"].as_str().unwrap()).await;
-    first.http.get(&callback).send().await.unwrap();
-    first.wait_status(&id, "connected").await;
+    let id = oauth2_connection(&first, "shared").await;
     let second = fixture.start().await;
     second.wait_status(&id, "connected").await;
 
