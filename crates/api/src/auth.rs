@@ -28,12 +28,7 @@ pub async fn create_token(
     name: &str,
     role: TokenRole,
 ) -> Result<SecretString, StoreError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
-    let token = format!(
-        "sb_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let token = mint();
     store
         .insert_token(&ApiToken {
             id: new_id(),
@@ -44,6 +39,41 @@ pub async fn create_token(
         })
         .await?;
     Ok(SecretString::from(token))
+}
+
+/// Mint an agent token scoped to `connections` and store its hash. The
+/// token is returned once, to be shown once.
+pub async fn create_agent_token(
+    store: &Store,
+    name: &str,
+    connections: &[String],
+) -> Result<(SecretString, switchboard_store::Agent), StoreError> {
+    let token = mint();
+    let row = ApiToken {
+        id: new_id(),
+        name: name.to_owned(),
+        token_hash: hash_token(&token),
+        role: TokenRole::Agent,
+        created_at: now_ms(),
+    };
+    store.insert_agent(&row, connections).await?;
+    let agent = switchboard_store::Agent {
+        id: row.id,
+        name: row.name,
+        connections: connections.to_vec(),
+        created_at: row.created_at,
+        revoked_at: None,
+    };
+    Ok((SecretString::from(token), agent))
+}
+
+fn mint() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    format!(
+        "sb_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Create the admin token on first start. Returns it only when it was created.
@@ -61,7 +91,37 @@ pub(crate) async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
+    match find_bearer(&state, request.headers()).await? {
+        token if token.role == TokenRole::Admin => Ok(next.run(request).await),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "this is an agent token: it works only at /mcp (the MCP server); the REST API needs the admin token",
+        )),
+    }
+}
+
+/// `/mcp`: the admin token sees every connection, an agent token its own.
+/// Checked on every request, so a revoked token is refused at once.
+pub(crate) async fn require_mcp_token(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = find_bearer(&state, request.headers()).await?;
+    let scope = match token.role {
+        TokenRole::Admin => switchboard_mcp::Scope::Owner,
+        TokenRole::Agent => switchboard_mcp::Scope::Agent { token_id: token.id },
+    };
+    request.extensions_mut().insert(scope);
+    Ok(next.run(request).await)
+}
+
+async fn find_bearer(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+) -> Result<ApiToken, ApiError> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized(
             "send `Authorization: Bearer <token>`; the admin token was printed at first start",
         )
@@ -80,12 +140,7 @@ pub(crate) async fn require_token(
         .find_token(&hash_token(token.expose_secret()))
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    match found {
-        Some(_) => Ok(next.run(request).await),
-        None => Err(ApiError::unauthorized(
-            "the bearer token is unknown or revoked",
-        )),
-    }
+    found.ok_or_else(|| ApiError::unauthorized("the bearer token is unknown or revoked"))
 }
 
 pub(crate) struct BearerScheme;

@@ -9,6 +9,8 @@
 //! **API boundary:** request and response bodies are the types in [`model`],
 //! converted explicitly from the domain types.
 
+pub mod agents;
+pub mod archive;
 pub mod auth;
 pub mod error;
 mod extract;
@@ -56,6 +58,8 @@ pub struct ApiState {
         (name = "events", description = "The event log and its live stream"),
         (name = "vault", description = "The secret store"),
         (name = "webhooks", description = "The delivery history of hooks (deliveries go to POST /hooks/{name}, outside /api/v1)"),
+        (name = "agents", description = "Tokens for AI agents, scoped to connections, accepted at /mcp only"),
+        (name = "archive", description = "What connections keep as it arrives (Twitch followers, subscriptions, raids, cheers), as JSON or CSV"),
     )
 )]
 struct ApiDoc;
@@ -67,6 +71,10 @@ pub struct ApiOptions {
     pub body_limit: usize,
     /// The daemon's URL as a browser reaches it, for OAuth callbacks.
     pub public_url: String,
+    /// The MCP server at `/mcp` (streamable HTTP), if served.
+    pub mcp: Option<switchboard_mcp::McpConfig>,
+    /// Ends `/mcp` sessions when the daemon stops.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The router: `/api/v1/...` plus the OpenAPI document.
@@ -103,7 +111,21 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
             axum::routing::get(routes::oauth_callback),
         )
         .with_state(state.clone());
-    Router::new()
+    let mut router = Router::new();
+    if let Some(mcp) = options.mcp.clone() {
+        let service =
+            switchboard_mcp::http_service(state.engine.clone(), mcp, options.shutdown.clone());
+        router = router.nest_service(
+            "/mcp",
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_mcp_token,
+                ))
+                .service(service),
+        );
+    }
+    router
         .nest("/api/v1", api)
         .merge(callbacks)
         .merge(webhooks::receiver().with_state(state.clone()))

@@ -55,6 +55,8 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(stream_events))
         .routes(routes!(rotate_key))
         .merge(crate::webhooks::routes())
+        .merge(crate::agents::routes())
+        .merge(crate::archive::routes())
         .merge(crate::rules::routes())
 }
 

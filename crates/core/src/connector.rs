@@ -121,6 +121,20 @@ pub trait RuntimeEnv: Send + Sync + 'static {
     async fn store_state(&self, key: &str, value: Option<Value>) -> Result<(), String>;
     /// A file of the daemon's media store, by its 32-hex content id.
     async fn media(&self, id: &str) -> Result<MediaInfo, String>;
+    /// Keep one record in this connection's audit archive (followers,
+    /// subscriptions, raids, cheers as they arrive), queryable and exportable
+    /// through the API long after the event log has been pruned. `kind` is a
+    /// collection name (`followers`); `key` identifies the record within it
+    /// (the service's message id), so delivering the same record twice keeps
+    /// one. `occurred_at` is epoch milliseconds. Returns `true` when the
+    /// record is new, `false` when that key was already archived.
+    async fn archive(
+        &self,
+        kind: &str,
+        key: &str,
+        occurred_at: i64,
+        record: Value,
+    ) -> Result<bool, String>;
 }
 
 /// What a connector may look up while it checks an action's parameters

@@ -21,6 +21,7 @@
 //! (connection runtimes, the job claimer, retention) each hold a
 //! `CancellationToken` and finish their in-flight work before exiting.
 
+pub mod archive;
 pub mod bus;
 pub mod engine;
 pub mod jobs;
@@ -31,6 +32,7 @@ mod settings;
 pub mod supervisor;
 pub mod webhooks;
 
+pub use archive::ArchiveQuery;
 pub use bus::EventBus;
 pub use engine::{
     ConnectionJob, Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob,

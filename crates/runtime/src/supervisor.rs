@@ -39,9 +39,9 @@ use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
     ConnectionStatus, ConnectorError, MediaInfo, NewEvent, RuntimeContext, RuntimeEnv, Secrets,
-    Session, StatusKind,
+    Session, StatusKind, new_id,
 };
-use switchboard_store::{Store, StoreError};
+use switchboard_store::{ArchiveRecord, Store, StoreError};
 use switchboard_vault::Vault;
 use tokio::sync::{Mutex, Notify, OwnedRwLockReadGuard, RwLock, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -687,5 +687,28 @@ impl RuntimeEnv for Env {
     async fn media(&self, id: &str) -> Result<MediaInfo, String> {
         let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
         inner.media.get(id).await.map_err(|e| e.to_string())
+    }
+
+    async fn archive(
+        &self,
+        kind: &str,
+        key: &str,
+        occurred_at: i64,
+        record: Value,
+    ) -> Result<bool, String> {
+        let inner = self.inner.upgrade().ok_or("the daemon is stopping")?;
+        inner
+            .store
+            .insert_archive_record(&ArchiveRecord {
+                id: new_id(),
+                connection_id: self.connection_id.clone(),
+                kind: kind.to_owned(),
+                key: key.to_owned(),
+                occurred_at,
+                recorded_at: now_ms(),
+                record,
+            })
+            .await
+            .map_err(|e| e.to_string())
     }
 }

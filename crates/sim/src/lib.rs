@@ -6,4 +6,5 @@
 //! **Architecture invariant:** this crate depends on nothing in the daemon.
 
 pub mod obs;
+pub mod twitch;
 pub mod x;

@@ -19,6 +19,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+pub mod agents;
+pub mod archive;
 mod connections;
 pub mod events;
 mod flows;
@@ -30,6 +32,8 @@ mod state;
 mod tokens;
 pub mod webhooks;
 
+pub use agents::Agent;
+pub use archive::{ArchiveFilter, ArchiveRecord};
 pub use events::EventFilter;
 pub use flows::{Flow, FlowLookup, NewFlow};
 pub use jobs::{JobFilter, NewJob, SubmitOutcome};

@@ -8,12 +8,16 @@ use crate::{Result, Store, get, parse_enum};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRole {
     Admin,
+    /// An AI agent's token: accepted only at `/mcp`, acting only on the
+    /// connections listed for it (see [`crate::agents`]).
+    Agent,
 }
 
 impl TokenRole {
     pub fn as_str(self) -> &'static str {
         match self {
             TokenRole::Admin => "admin",
+            TokenRole::Agent => "agent",
         }
     }
 }
@@ -23,6 +27,7 @@ impl FromStr for TokenRole {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "admin" => Ok(TokenRole::Admin),
+            "agent" => Ok(TokenRole::Agent),
             other => Err(format!("unknown token role `{other}`")),
         }
     }

@@ -30,6 +30,7 @@ const CONFIG_KEYS: &[&str] = &[
     "supervisor",
     "rules",
     "services",
+    "mcp",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +55,16 @@ pub struct Config {
     /// Base URLs of external services, so the same code talks to the real
     /// services or to the simulators.
     pub services: BTreeMap<String, String>,
+    pub mcp: McpSection,
+}
+
+/// The MCP server (stdio and `/mcp`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpSection {
+    /// Directories `upload_media` may read files from; none by default
+    /// (agents then send the bytes as base64).
+    pub media_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +152,7 @@ impl Default for Config {
             },
             services: default_services(),
             rules: RulesSection::default(),
+            mcp: McpSection::default(),
         }
     }
 }
@@ -206,6 +218,8 @@ pub struct Settings {
     pub runtime: RuntimeConfig,
     pub body_limit: usize,
     pub services: BTreeMap<String, String>,
+    /// Directories MCP `upload_media` may read files from.
+    pub mcp_media_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -334,6 +348,7 @@ impl Config {
             runtime,
             body_limit: self.limits.body_bytes.max(1024),
             services,
+            mcp_media_dirs: self.mcp.media_dirs,
         })
     }
 }

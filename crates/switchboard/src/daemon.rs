@@ -14,6 +14,7 @@ use switchboard_api::ApiOptions;
 use switchboard_connector_echo::EchoConnector;
 use switchboard_connector_obs::ObsConnector;
 use switchboard_connector_system::{SystemConnector, WebhookConnector};
+use switchboard_connector_twitch::{TwitchConnector, TwitchEndpoints};
 use switchboard_connector_x::XConnector;
 use switchboard_runtime::{Engine, Registry};
 use switchboard_store::{Store, StoreError, redact_url};
@@ -60,6 +61,14 @@ pub fn registry(services: &BTreeMap<String, String>) -> Registry {
             &service("x_api"),
             &service("x_authorize"),
         )))
+        .expect("built-in connector manifests are valid");
+    registry
+        .register(Arc::new(TwitchConnector::new(TwitchEndpoints {
+            helix: service("twitch_helix"),
+            id: service("twitch_id"),
+            irc: service("twitch_irc"),
+            eventsub: service("twitch_eventsub"),
+        })))
         .expect("built-in connector manifests are valid");
     registry
         .register(Arc::new(SystemConnector::new()))
@@ -142,10 +151,19 @@ pub async fn open_store(settings: &Settings) -> Result<(Store, Option<fs::File>)
     Ok((store, lock))
 }
 
+/// The MCP server's options from the settings.
+pub fn mcp_config(settings: &Settings, public_url: &str) -> switchboard_mcp::McpConfig {
+    let mut config = switchboard_mcp::McpConfig::new(public_url);
+    config.media_dirs = settings.mcp_media_dirs.clone();
+    config
+}
+
 /// A running daemon.
 pub struct Running {
     pub engine: Arc<Engine>,
     pub addr: SocketAddr,
+    /// The URL browsers reach the daemon at (OAuth links).
+    pub public_url: String,
     /// The admin token, when this start created it (first start only).
     pub new_admin_token: Option<SecretString>,
     pub vault_opened: Opened,
@@ -181,17 +199,20 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
         .start()
         .await
         .map_err(|e| DaemonError::Start(format!("cannot start connection runtimes: {e}")))?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let stop_server = CancellationToken::new();
     let router = switchboard_api::router(
         engine.clone(),
         ApiOptions {
             body_limit: settings.body_limit,
-            public_url: settings
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
+            public_url: public_url.clone(),
+            mcp: Some(mcp_config(settings, &public_url)),
+            shutdown: stop_server.clone(),
         },
     );
-    let stop_server = CancellationToken::new();
     let stop = stop_server.clone();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, router)
@@ -204,6 +225,7 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
     Ok(Running {
         engine,
         addr,
+        public_url,
         new_admin_token,
         vault_opened,
         server,

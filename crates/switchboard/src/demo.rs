@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use switchboard_runtime::{NewConnection, SubmitJob, UpdateConnection};
 use switchboard_sim::obs::{ObsSim, ObsSimConfig};
+use switchboard_sim::twitch::{TwitchSim, TwitchSimConfig};
 use switchboard_sim::x::{XSim, XSimConfig};
 use switchboard_store::TokenRole;
 
@@ -42,6 +43,19 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         "x_authorize".into(),
         format!("{}/i/oauth2/authorize", x_sim.base_url()),
     );
+    // The simulated Twitch: OAuth, Helix, chat over IRC/WebSocket and
+    // EventSub on loopback, with scripted chatters, follows, subs and raids.
+    let twitch_sim = TwitchSim::start(TwitchSimConfig::default())
+        .await
+        .context("cannot start the Twitch simulator")?;
+    for (key, url) in [
+        ("twitch_id", twitch_sim.base_url().to_owned()),
+        ("twitch_helix", twitch_sim.helix_url()),
+        ("twitch_irc", twitch_sim.irc_url()),
+        ("twitch_eventsub", twitch_sim.eventsub_url()),
+    ] {
+        config.services.insert(key.into(), url);
+    }
     // The simulated OBS Studio: obs-websocket v5 on loopback, with a password.
     let obs_sim = ObsSim::start(ObsSimConfig {
         password: Some(DEMO_OBS_PASSWORD.into()),
@@ -143,6 +157,25 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         },
     )
     .await?;
+    // Twitch: the streamer's account with a token pair as the Twitch CLI
+    // mints them (pasted, no browser needed); `connections connect` runs
+    // the OAuth flow instead.
+    let twitch = find_or_create(
+        "demo-twitch",
+        NewConnection {
+            connector: "twitch".into(),
+            label: "demo-twitch".into(),
+            enabled: true,
+            settings: json!({ "client_id": "sim-twitch-client" }),
+            secrets: secrets(&[
+                ("client_secret", "sim-twitch-secret"),
+                ("access_token", "sim-demo-twitch-access"),
+                ("refresh_token", "sim-demo-twitch-refresh"),
+            ]),
+        },
+    )
+    .await?;
+    twitch_sim.start_demo_script();
     // The machine: a schedule every minute and a watched folder; and a
     // webhook signed GitHub-style (HMAC-SHA256).
     let inbox = settings.data_dir.join("inbox");
@@ -260,6 +293,14 @@ The X simulator runs at {x_url}. Connect the OAuth 2.0 account by opening
 this link and pressing "Authorize app" (it goes live at once, no restart):
   {authorize_url}
 
+Twitch (simulated at {twitch_url}): scripted chatters talk in #simstreamer,
+and a follow, a sub and a raid arrive early on. Say `!hello` for a reply:
+  switchboard events tail --type twitch.
+  switchboard jobs submit {twitch_id} twitch.send_chat --params '{{"text":"hello chat"}}'
+  switchboard jobs submit {twitch_id} twitch.update_channel --params '{{"title":"Live from the demo","category":"Just Chatting"}}'
+  switchboard jobs submit {twitch_id} twitch.create_clip
+  switchboard archive demo-twitch followers        # subscriptions, raids, cheers; --csv
+
 System and webhooks: cron.fired every minute; drop a file into {inbox} for
 file.created; send a signed webhook (HMAC-SHA256 of the body, GitHub style):
   curl -s -X POST {url}/hooks/demo -H 'X-Hub-Signature-256: {hook_signature}' -d '{hook_body}'
@@ -275,6 +316,8 @@ demo ready"#,
         x_id = x_demo.connection.id,
         x_url = x_sim.base_url(),
         obs_id = obs.connection.id,
+        twitch_id = twitch.connection.id,
+        twitch_url = twitch_sim.base_url(),
         obs_url = obs_sim.url(),
         friend_id = x_friend.connection.id,
         rules_file = rules_file.display(),
@@ -290,6 +333,7 @@ demo ready"#,
     running.stop().await;
     x_sim.stop().await;
     obs_sim.stop().await;
+    twitch_sim.stop().await;
     Ok(())
 }
 
@@ -311,4 +355,24 @@ rules:
     cooldown: { secs: 30, key: "{{ event.payload.author_id }}" }
     set:
       mention_replies: "{{ (vars.mention_replies or 0) + 1 }}"
+  - name: hello-chat
+    on: { event: twitch.chat.message, connection: demo-twitch }
+    if: "event.payload.text is startingwith('!hello')"
+    do:
+      - action: twitch.send_chat
+        connection: demo-twitch
+        params:
+          text: "Hi {{ event.payload.display_name }}, welcome in!"
+          reply_to: "{{ event.payload.id }}"
+    cooldown: { secs: 10, key: "{{ event.payload.user_id }}" }
+  - name: thank-raiders
+    on: { event: twitch.raid, connection: demo-twitch }
+    do:
+      - action: twitch.send_chat
+        connection: demo-twitch
+        params:
+          text: "Thanks for the raid, {{ event.payload.from_broadcaster_user_name }} and {{ event.payload.viewers }} friends!"
+      - action: twitch.shoutout
+        connection: demo-twitch
+        params: { to: "{{ event.payload.from_broadcaster_user_login }}" }
 "#;

@@ -51,6 +51,15 @@ impl RuntimeEnv for Recorder {
     async fn media(&self, id: &str) -> Result<MediaInfo, String> {
         Err(format!("no media {id}"))
     }
+    async fn archive(
+        &self,
+        _kind: &str,
+        _key: &str,
+        _occurred_at: i64,
+        _record: serde_json::Value,
+    ) -> Result<bool, String> {
+        Err("this test environment keeps no archive".into())
+    }
 }
 
 struct Xvfb(Child);

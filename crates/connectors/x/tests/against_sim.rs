@@ -120,6 +120,15 @@ impl RuntimeEnv for Env {
             .cloned()
             .ok_or_else(|| format!("no media {id}"))
     }
+    async fn archive(
+        &self,
+        _kind: &str,
+        _key: &str,
+        _occurred_at: i64,
+        _record: serde_json::Value,
+    ) -> Result<bool, String> {
+        Err("this test environment keeps no archive".into())
+    }
 }
 
 struct Rig {

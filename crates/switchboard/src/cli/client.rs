@@ -83,6 +83,28 @@ impl Client {
             .await
     }
 
+    /// GET a text answer (a CSV export) as it is.
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let response = self
+            .request(reqwest::Method::GET, path)?
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the daemon at {}", self.base))?;
+        if response.status().is_success() {
+            return response
+                .text()
+                .await
+                .context("the daemon sent an unreadable answer");
+        }
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        bail!(
+            "{status}: {}",
+            body["detail"].as_str().unwrap_or("no detail")
+        )
+    }
+
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,

@@ -3,6 +3,8 @@
 //! `SWITCHBOARD_URL` / `SWITCHBOARD_TOKEN`). Human tables by default,
 //! `--json` for scripts.
 
+mod agents;
+mod archive;
 mod client;
 mod media;
 mod output;
@@ -76,6 +78,15 @@ enum Command {
     /// The secret store.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Tokens for AI agents, scoped to connections (used at /mcp).
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
+    /// The MCP server on stdin/stdout: relayed to the daemon at
+    /// SWITCHBOARD_URL with SWITCHBOARD_TOKEN, or `--embedded`.
+    Mcp(agents::McpArgs),
+    /// What a connection kept as it arrived: Twitch followers,
+    /// subscriptions, raids and cheers (`--csv` to export).
+    Archive(archive::ArchiveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +233,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Media(cmd) => media::media(cmd, &client()?, cli.json).await,
         Command::Post(args) => media::post(args, &client()?, cli.json).await,
         Command::Rules(cmd) => rules::rules(cmd, &client()?, cli.json).await,
+        Command::Agents(cmd) => agents::agents(cmd, &client()?, cli.json).await,
+        Command::Mcp(args) => mcp(&cli, args).await,
+        Command::Archive(args) => archive::archive(args, &client()?, cli.json).await,
         Command::Events(EventsCommand::Tail {
             kind,
             connection,
@@ -292,6 +306,33 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     daemon::stop_signal().await;
     tracing::info!("stopping");
     running.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchboard mcp`: stdout carries only the protocol; logs go to stderr.
+async fn mcp(cli: &Cli, args: &agents::McpArgs) -> anyhow::Result<ExitCode> {
+    if args.embedded {
+        let settings = settings(cli.config.as_ref(), None)?;
+        daemon::init_logging(&settings.log_format);
+        let running = daemon::start(&settings).await?;
+        if let Some(token) = &running.new_admin_token {
+            eprintln!(
+                "admin token (shown once, store it now): {}",
+                token.expose_secret()
+            );
+        }
+        eprintln!("switchboard listening on http://{}", running.addr);
+        let config = daemon::mcp_config(&settings, &running.public_url);
+        let served = switchboard_mcp::serve_stdio(running.engine.clone(), config).await;
+        running.stop().await;
+        served?;
+    } else {
+        daemon::init_logging("pretty");
+        let token = cli.token.as_deref().context(
+            "no token: set SWITCHBOARD_TOKEN (an agent token from `switchboard agents create`, or the admin token), or use --embedded",
+        )?;
+        switchboard_mcp::relay::relay_stdio(&cli.url, token).await?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

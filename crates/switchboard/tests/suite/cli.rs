@@ -297,28 +297,44 @@ async fn demo_starts_with_sample_connections_jobs_and_a_working_x_flow() {
         .await
         .unwrap();
     assert_eq!(mention.status(), 201);
-    let mut replied = Value::Null;
-    for _ in 0..250 {
-        let runs: Value = http
-            .get(format!(
-                "{url}/api/v1/rules/runs?rule=reply-to-mentions&state=succeeded"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if runs.as_array().is_some_and(|r| !r.is_empty()) {
-            replied = runs[0].clone();
-            break;
+    // The first succeeded run of a sample rule (waiting up to 30 s).
+    let first_run = |rule: &'static str| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        async move {
+            for _ in 0..300 {
+                let runs: Value = http
+                    .get(format!(
+                        "{url}/api/v1/rules/runs?rule={rule}&state=succeeded"
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if runs.as_array().is_some_and(|r| !r.is_empty()) {
+                    return runs[0].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Value::Null
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let replied = first_run("reply-to-mentions").await;
     assert_eq!(
         replied["actions"][0]["params"]["text"], "Thanks for the mention! (reply #1)",
         "the sample rule replied to the mention: {replied}"
+    );
+    // Twitch: the demo account is live with pasted tokens, a scripted
+    // chatter says `!hello` and the sample rule answers in chat.
+    assert_eq!(status_of(&connections, "demo-twitch"), "connected");
+    let greeted = first_run("hello-chat").await;
+    assert!(
+        greeted["actions"][0]["params"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Hi ")),
+        "the sample rule answered !hello in Twitch chat: {greeted}"
     );
     let _ = Command::new("kill")
         .arg("-INT")
