@@ -172,7 +172,7 @@ impl Engine {
     /// still starts with its API rules.
     pub(crate) async fn load_rules(&self) -> Result<()> {
         if let Some(path) = self.rules_config().file.clone() {
-            match self.read_rules_file(&path) {
+            match self.read_rules_file(&path).await {
                 Ok((defs, _)) => {
                     *self
                         .rules()
@@ -210,22 +210,32 @@ impl Engine {
         }
     }
 
-    fn read_rules_file(
+    async fn read_rules_file(
         &self,
         path: &std::path::Path,
     ) -> std::result::Result<(Vec<RuleDef>, String), Vec<RuleError>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(vec![RuleError {
-                    rule: None,
-                    field: String::new(),
-                    message: format!("cannot read {}: {e}", path.display()),
-                    line: None,
-                }]);
-            }
+        let read = || match std::fs::read_to_string(path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(vec![RuleError {
+                rule: None,
+                field: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+                line: None,
+            }]),
         };
+        // An editor (or `fs::write`) truncates the file before writing it:
+        // a read in between sees an empty, valid rule set, and applying it
+        // would drop every rule. Read until two reads agree.
+        let mut text = read()?;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let again = read()?;
+            if again == text {
+                break;
+            }
+            text = again;
+        }
         let defs = parse_rules(&text, RulesFormat::of_path(path))?;
         Ok((defs, text))
     }
@@ -280,7 +290,7 @@ impl Engine {
             ));
         };
         let _guard = self.rules().apply_lock.lock().await;
-        let outcome = match self.read_rules_file(&path) {
+        let outcome = match self.read_rules_file(&path).await {
             Ok((defs, text)) => {
                 let api_rules = self.api_rules().await?;
                 self.compile_set(defs.clone(), api_rules, Some(&text))

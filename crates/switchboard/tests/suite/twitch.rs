@@ -291,6 +291,14 @@ async fn oauth_chat_rule_events_archive_and_actions(db: Db) {
     assert!(clip["url"].as_str().unwrap().contains(clip_id), "{clip}");
     assert!(sim.clips().iter().any(|c| c.id == clip_id && c.ready));
     assert_eq!(daemon.pid(), pid);
+    // Debug-level logs carry no client secret and no bearer token.
+    let output = daemon.output();
+    assert!(
+        !output.contains("sim-twitch-secret"),
+        "the client secret leaked"
+    );
+    assert!(!output.contains("oauth:"), "a chat PASS line was logged");
+    assert!(!output.contains("Bearer "), "a bearer token was logged");
 }
 
 /// Tokens: a token that expires mid-session is refreshed once for many
