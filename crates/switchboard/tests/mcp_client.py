@@ -47,6 +47,29 @@ async def run(config):
             env={"SWITCHBOARD_URL": config["url"], "SWITCHBOARD_TOKEN": config["agent_token"], "SWITCHBOARD_LOG": "warn"},
         )
     summary = {"transport": transport, "mode": mode}
+
+    # The owner (admin token) sees every connection: adding one announces
+    # its tools without a restart.
+    if transport == "http" and mode == "legacy":
+        owner_changed = asyncio.Event()
+
+        async def on_owner_message(message):
+            if isinstance(message, types.ToolListChangedNotification):
+                owner_changed.set()
+
+        owner_server = streamable_http_client(
+            config["url"] + "/mcp",
+            http_client=httpx2.AsyncClient(headers={"Authorization": f"Bearer {config['admin_token']}"}, timeout=60),
+        )
+        async with Client(owner_server, mode=mode, message_handler=on_owner_message, read_timeout_seconds=WAIT) as owner:
+            names = {tool.name for tool in (await owner.list_tools()).tools}
+            assert "system_log" not in names, sorted(names)
+            reply = await admin.post("/connections", json={"connector": "system", "label": "added-while-listening"})
+            assert reply.status_code == 201, reply.text
+            await asyncio.wait_for(owner_changed.wait(), WAIT)
+            names = {tool.name for tool in (await owner.list_tools(cache_mode="refresh")).tools}
+            assert "system_log" in names, sorted(names)
+        summary["list_changed_on_add"] = True
     async with Client(server, mode=mode, message_handler=on_message, read_timeout_seconds=WAIT) as client:
         summary["protocol_version"] = client.protocol_version
         names = {tool.name for tool in (await client.list_tools()).tools}

@@ -113,6 +113,9 @@ async fn python_sdk_over_every_transport(db: Db) {
             .unwrap_or_else(|| panic!("post {post_id} is not on the simulator"));
         assert_eq!(post.text, format!("hello from {transport} {mode}"));
         assert_eq!(summary["list_changed"], true);
+        if (transport, mode) == ("http", "legacy") {
+            assert_eq!(summary["list_changed_on_add"], true, "{summary}");
+        }
         assert!(summary["revoked"].is_string(), "{summary}");
         let agents = daemon.get("/agents").await;
         let listed = agents
