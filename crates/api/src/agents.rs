@@ -3,7 +3,7 @@
 //! Agent tokens work at `/mcp` only; the REST API refuses them with 403.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::{ApiState, openapi_router};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -135,7 +135,7 @@ async fn list_agents(State(state): State<ApiState>) -> Result<Json<Vec<AgentView
     responses((status = 204), (status = 404, body = Problem)))]
 async fn revoke_agent(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let revoked = state
         .engine

@@ -5,8 +5,8 @@
 //! connection named by id or label. Handlers are thin: the engine reads.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::{ApiPath, ApiQuery, bad_parameter, page_limit};
 use crate::{ApiState, openapi_router};
 
 /// The collections a Twitch connection archives.
@@ -69,6 +70,7 @@ pub struct ArchiveCount {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveParams {
     /// Only records that occurred at or after this time (epoch ms).
     pub since: Option<i64>,
@@ -87,7 +89,7 @@ pub struct ArchiveParams {
     responses((status = 200, body = Vec<ArchiveCount>), (status = 404, body = Problem)))]
 async fn archive_counts(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<ArchiveCount>>, ApiError> {
     state.engine.get_connection(&id).await?;
     let counts = state.engine.archive_counts(&id).await?;
@@ -105,11 +107,12 @@ async fn archive_counts(
         (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_archive(
     State(state): State<ApiState>,
-    Path((id, kind)): Path<(String, String)>,
-    Query(params): Query<ArchiveParams>,
+    ApiPath((id, kind)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<ArchiveParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let connection = state.engine.get_connection(&id).await?.connection;
+    check_kind(&state, &connection.id, &connection.connector, &kind).await?;
     answer(
         &state,
         &connection.id,
@@ -130,17 +133,18 @@ async fn list_archive(
         (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_twitch_archive(
     State(state): State<ApiState>,
-    Path((reference, kind)): Path<(String, String)>,
-    Query(params): Query<ArchiveParams>,
+    ApiPath((reference, kind)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<ArchiveParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !TWITCH_KINDS.contains(&kind.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_archive",
-            format!("a Twitch connection has no archive `{kind}`"),
-        )
-        .with_field("kind", format!("use one of: {}", TWITCH_KINDS.join(", "))));
+        return Err(bad_parameter(
+            "kind",
+            format!(
+                "a Twitch connection has no archive `{kind}`; use one of: {}",
+                TWITCH_KINDS.join(", ")
+            ),
+        ));
     }
     let connection = state.engine.find_connection(&reference, "twitch").await?;
     answer(
@@ -152,6 +156,50 @@ async fn list_twitch_archive(
         &headers,
     )
     .await
+}
+
+/// The collections a connector archives. Connectors do not declare them in
+/// their manifest (yet), so the API knows the built-in ones.
+fn known_kinds(connector: &str) -> &'static [&'static str] {
+    match connector {
+        "twitch" => &TWITCH_KINDS,
+        _ => &[],
+    }
+}
+
+/// Refuse a kind the connection does not keep (a typo would otherwise
+/// answer an empty list as if the archive were empty): 400 naming `kind`
+/// with the valid ones, those the connector archives and any already held.
+async fn check_kind(
+    state: &ApiState,
+    connection_id: &str,
+    connector: &str,
+    kind: &str,
+) -> Result<(), ApiError> {
+    let mut kinds: Vec<String> = known_kinds(connector)
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    if kinds.iter().any(|k| k == kind) {
+        return Ok(());
+    }
+    for (held, _) in state.engine.archive_counts(connection_id).await? {
+        if held == kind {
+            return Ok(());
+        }
+        if !kinds.contains(&held) {
+            kinds.push(held);
+        }
+    }
+    let valid = if kinds.is_empty() {
+        format!("this {connector} connection keeps no archive")
+    } else {
+        format!("use one of: {}", kinds.join(", "))
+    };
+    Err(bad_parameter(
+        "kind",
+        format!("`{kind}` is not an archive of this connection; {valid}"),
+    ))
 }
 
 async fn answer(
@@ -166,7 +214,7 @@ async fn answer(
         Some("csv") => true,
         Some("json") => false,
         Some(other) => {
-            return Err(ApiError::invalid(
+            return Err(bad_parameter(
                 "format",
                 format!("`{other}` is not a format; use json or csv"),
             ));
@@ -176,11 +224,7 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("text/csv")),
     };
-    if let Some(limit) = params.limit
-        && !(1..=10_000).contains(&limit)
-    {
-        return Err(ApiError::invalid("limit", "give 1 to 10000"));
-    }
+    let limit = page_limit(params.limit, if csv { 10_000 } else { 100 }, 10_000)?;
     let records = state
         .engine
         .list_archive(
@@ -190,7 +234,7 @@ async fn answer(
                 since: params.since,
                 until: params.until,
                 before_id: params.before,
-                limit: params.limit.unwrap_or(if csv { 10_000 } else { 100 }),
+                limit,
             },
         )
         .await?;
@@ -221,9 +265,15 @@ async fn answer(
     Ok(response)
 }
 
+/// The columns every CSV export starts with.
+const FIXED_COLUMNS: [&str; 4] = ["id", "key", "occurred_at", "recorded_at"];
+
 /// The records as CSV: `id, key, occurred_at, recorded_at` (RFC 3339, UTC)
 /// and then one column per top-level field of the records, in the order
-/// they first appear (each record's fields in name order). Nested values are written as JSON.
+/// they first appear (each record's fields in name order). Nested values
+/// are written as JSON. A record field named like a fixed column (Twitch
+/// records carry their own `occurred_at`) is headed `record.<name>`, so
+/// every column name is unique.
 pub fn to_csv(records: &[ArchiveRecord]) -> Result<String, csv::Error> {
     let mut fields: Vec<String> = Vec::new();
     for record in records {
@@ -236,13 +286,14 @@ pub fn to_csv(records: &[ArchiveRecord]) -> Result<String, csv::Error> {
         }
     }
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let mut header = vec![
-        "id".to_owned(),
-        "key".to_owned(),
-        "occurred_at".to_owned(),
-        "recorded_at".to_owned(),
-    ];
-    header.extend(fields.iter().cloned());
+    let mut header: Vec<String> = FIXED_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    header.extend(fields.iter().map(|f| {
+        if FIXED_COLUMNS.contains(&f.as_str()) {
+            format!("record.{f}")
+        } else {
+            f.clone()
+        }
+    }));
     writer.write_record(&header)?;
     for record in records {
         let mut row = vec![
@@ -337,6 +388,38 @@ mod tests {
         .unwrap();
         let row = csv.lines().nth(1).unwrap();
         assert!(row.ends_with(r#",-5,"'=HYPERLINK(""x"")""#), "{row}");
+    }
+
+    #[test]
+    fn record_fields_named_like_fixed_columns_get_their_own_column() {
+        let csv = to_csv(&[record(
+            "m1",
+            1_700_000_000_000,
+            json!({"occurred_at": "2023-11-14T22:13:20Z", "id": "42", "user_login": "ann"}),
+        )])
+        .unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let mut unique = header.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), header.len(), "columns repeat: {header:?}");
+        assert_eq!(
+            header,
+            [
+                "id",
+                "key",
+                "occurred_at",
+                "recorded_at",
+                "record.id",
+                "record.occurred_at",
+                "user_login"
+            ]
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            "id-m1,m1,2023-11-14T22:13:20.000Z,2023-11-14T22:13:20.001Z,42,2023-11-14T22:13:20Z,ann"
+        );
     }
 
     #[test]

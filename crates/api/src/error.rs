@@ -174,3 +174,76 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// How much of a framework error's text body is kept as the problem's detail.
+const BARE_BODY_CAP: usize = 4096;
+
+/// The last line of the contract: an error answered by something other than
+/// [`ApiError`] (the router's 405, a layer's 408 or 413) is rewritten as
+/// problem+json, keeping its headers (`Allow` on a 405). Handlers and the
+/// extractors in [`crate::extract`] already answer problems; this catches
+/// what the framework answers by itself.
+pub(crate) async fn problem_for_every_error(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            ApiError::new(
+                status,
+                "method_not_allowed",
+                format!("{method} is not allowed here; this endpoint answers {allow}"),
+            )
+            .with_field("method", format!("use {allow}"))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "body_too_large",
+            "the request body is larger than the daemon accepts (limits.body_bytes)",
+        )
+        .with_field("body", "send a smaller body"),
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(
+            status,
+            "timeout",
+            "the request took too long to arrive (http.body_timeout_ms)",
+        )
+        .with_field("body", "send the whole request without pausing"),
+        _ => {
+            let text = axum::body::to_bytes(body, BARE_BODY_CAP)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+                .unwrap_or_default();
+            let detail = if text.is_empty() { title(status) } else { text };
+            if status.is_server_error() {
+                ApiError::internal(&detail)
+            } else {
+                ApiError::new(status, "bad_request", detail).with_field("request", "see the detail")
+            }
+        }
+    };
+    let mut problem = error.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}

@@ -12,15 +12,19 @@
 pub mod agents;
 pub mod archive;
 pub mod auth;
+mod document;
 pub mod error;
 mod extract;
 pub mod model;
 mod routes;
 mod rules;
+mod serve;
 mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+pub use serve::{HttpLimits, serve};
 
 use auth::BearerScheme;
 use axum::Router;
@@ -87,7 +91,8 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
     let (protected, mut doc) = routes::protected().split_for_parts();
     let (public, public_doc) = routes::public().split_for_parts();
     doc.merge(public_doc);
-    let doc = ApiDoc::openapi().merge_from(doc);
+    let mut doc = ApiDoc::openapi().merge_from(doc);
+    document::declare_problems(&mut doc);
     let protected = protected.layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
@@ -104,6 +109,7 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
             }),
         )
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(error::problem_for_every_error))
         .with_state(state.clone());
     let callbacks = Router::new()
         .route(
@@ -128,7 +134,7 @@ pub fn router(engine: Arc<Engine>, options: ApiOptions) -> Router {
     router
         .nest("/api/v1", api)
         .merge(callbacks)
-        .merge(webhooks::receiver().with_state(state.clone()))
+        .nest("/hooks", webhooks::receiver().with_state(state.clone()))
         .layer(axum::Extension(extract::BodyLimit(options.body_limit)))
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(TraceLayer::new_for_http())
@@ -139,7 +145,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes::protected().split_for_parts();
     let (_, public_doc) = routes::public().split_for_parts();
     doc.merge(public_doc);
-    ApiDoc::openapi().merge_from(doc)
+    let mut doc = ApiDoc::openapi().merge_from(doc);
+    document::declare_problems(&mut doc);
+    doc
 }
 
 pub(crate) fn openapi_router() -> OpenApiRouter<ApiState> {

@@ -298,6 +298,7 @@ impl From<&Event> for EventView {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// Only jobs in this state.
     pub state: Option<String>,
@@ -310,6 +311,7 @@ pub struct JobQuery {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Only events after this id.
     pub after: Option<i64>,
@@ -365,6 +367,7 @@ impl From<MediaInfo> for MediaView {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct MediaUploadQuery {
     /// A name to remember the file by (informational, such as `clip.mp4`).
     pub name: Option<String>,

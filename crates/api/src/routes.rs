@@ -4,8 +4,8 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{self, ApiJson};
+use crate::extract::{self, ApiJson, ApiPath, ApiQuery};
 use crate::model::*;
 use crate::{ApiState, openapi_router};
 
@@ -43,6 +43,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(set_secrets))
         .routes(routes!(get_status))
         .routes(routes!(restart_connection))
+        .routes(routes!(test_connection))
         .routes(routes!(connect_connection))
         .routes(routes!(list_jobs, submit_job))
         .routes(routes!(get_job))
@@ -60,7 +61,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .merge(crate::rules::routes())
 }
 
-pub(crate) async fn not_found(uri: Uri) -> ApiError {
+pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
@@ -69,6 +70,7 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
             uri.path()
         ),
     )
+    .with_field("path", "use a path listed in /api/v1/openapi.json")
 }
 
 /// Liveness and identity of the daemon. Needs no token.
@@ -115,7 +117,7 @@ async fn list_connectors(State(state): State<ApiState>) -> Json<Vec<ConnectorVie
     responses((status = 200, body = ConnectorView), (status = 404, body = Problem)))]
 async fn get_connector(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     Ok(Json(state.engine.connector(&name)?.into()))
 }
@@ -153,7 +155,7 @@ async fn create_connection(
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
 async fn get_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     Ok(Json(state.engine.get_connection(&id).await?.into()))
 }
@@ -163,7 +165,7 @@ async fn get_connection(
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateConnection>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let view = state
@@ -185,7 +187,7 @@ async fn update_connection(
     responses((status = 204), (status = 404, body = Problem)))]
 async fn delete_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.delete_connection(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -196,7 +198,7 @@ async fn delete_connection(
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn set_settings(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(settings): ApiJson<Value>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let update = DomainUpdate {
@@ -214,7 +216,7 @@ async fn set_settings(
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn set_secrets(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(SetSecrets(secrets)): ApiJson<SetSecrets>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let changes: BTreeMap<String, Option<SecretString>> = secrets;
@@ -225,7 +227,7 @@ async fn set_secrets(
     responses((status = 200, body = StatusView), (status = 404, body = Problem)))]
 async fn get_status(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let view: ConnectionView = state.engine.get_connection(&id).await?.into();
     Ok(Json(view.status))
@@ -236,16 +238,51 @@ async fn get_status(
     responses((status = 200, body = ConnectionView), (status = 404, body = Problem)))]
 async fn restart_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     Ok(Json(state.engine.restart_connection(&id).await?.into()))
+}
+
+/// What `POST /connections/{id}/test` found.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ConnectionTestView {
+    /// The check ran and the service answered as it should.
+    ok: bool,
+    /// The connection's status after the check: `disconnected`,
+    /// `connecting`, `connected`, `degraded`, `needs_reauth` or `error`.
+    status: String,
+    /// What was checked and how it went, or why it was not checked.
+    detail: String,
+    /// What the service said (who the credentials act as, its version...).
+    #[schema(value_type = Option<Object>)]
+    result: Option<Value>,
+}
+
+/// Run the connector's own read-only check on the live connection (X
+/// `users/me`, Twitch token validation, OBS `GetVersion`; for the local
+/// machine and webhooks, the settings check). Not a job: nothing is queued.
+/// A connection that is not connected is not checked; the answer says its
+/// status and why.
+#[utoipa::path(post, path = "/connections/{id}/test", tag = "connections",
+    responses((status = 200, body = ConnectionTestView), (status = 404, body = Problem)))]
+async fn test_connection(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ConnectionTestView>, ApiError> {
+    let check = state.engine.test_connection(&id).await?;
+    Ok(Json(ConnectionTestView {
+        ok: check.ok,
+        status: check.status.to_string(),
+        detail: check.detail,
+        result: check.result,
+    }))
 }
 
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobQuery),
     responses((status = 200, body = Vec<JobView>), (status = 422, body = Problem)))]
 async fn list_jobs(
     State(state): State<ApiState>,
-    Query(query): Query<JobQuery>,
+    ApiQuery(query): ApiQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
     let job_state = match query.state.as_deref() {
         Some(s) => Some(s.parse::<JobState>().map_err(|e| {
@@ -260,7 +297,7 @@ async fn list_jobs(
         state: job_state,
         connection_id: query.connection_id,
         before_id: query.before,
-        limit: query.limit.unwrap_or(100),
+        limit: extract::page_limit(query.limit, 100, 1000)?,
     };
     let jobs = state.engine.list_jobs(&filter).await?;
     Ok(Json(jobs.into_iter().map(Into::into).collect()))
@@ -329,7 +366,7 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
     responses((status = 201, body = ActionJobs), (status = 200, body = ActionJobs), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn submit_action(
     State(state): State<ApiState>,
-    Path(action): Path<String>,
+    ApiPath(action): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SubmitAction>,
 ) -> Result<(StatusCode, Json<ActionJobs>), ApiError> {
@@ -388,7 +425,7 @@ async fn submit_action(
     responses((status = 200, body = JobView), (status = 404, body = Problem)))]
 async fn get_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(state.engine.get_job(&id).await?.into()))
 }
@@ -398,7 +435,7 @@ async fn get_job(
     responses((status = 200, body = JobView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn retry_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(state.engine.retry_job(&id).await?.into()))
 }
@@ -412,7 +449,7 @@ async fn retry_job(
     responses((status = 201, body = MediaView), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 async fn upload_media(
     State(state): State<ApiState>,
-    Query(query): Query<MediaUploadQuery>,
+    ApiQuery(query): ApiQuery<MediaUploadQuery>,
     request: Request,
 ) -> Result<(StatusCode, Json<MediaView>), ApiError> {
     let mut body = request.into_body().into_data_stream();
@@ -437,7 +474,7 @@ async fn list_media(State(state): State<ApiState>) -> Result<Json<Vec<MediaView>
     responses((status = 200, body = MediaView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn get_media(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MediaView>, ApiError> {
     Ok(Json(state.engine.get_media(&id).await?.into()))
 }
@@ -447,7 +484,7 @@ async fn get_media(
     responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn delete_media(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.delete_media(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -458,7 +495,7 @@ async fn delete_media(
     responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream"), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn media_content(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (info, file) = state.engine.open_media(&id).await?;
     let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
@@ -482,13 +519,13 @@ async fn media_content(
     Ok(response)
 }
 
-fn event_filter(query: &EventQuery) -> EventFilter {
-    EventFilter {
+fn event_filter(query: &EventQuery) -> Result<EventFilter, ApiError> {
+    Ok(EventFilter {
         after_id: query.after,
         kind: query.kind.clone(),
         connection_id: query.connection_id.clone(),
-        limit: query.limit.unwrap_or(100),
-    }
+        limit: extract::page_limit(query.limit, 100, 10_000)?,
+    })
 }
 
 /// Events from the log, oldest first.
@@ -496,9 +533,9 @@ fn event_filter(query: &EventQuery) -> EventFilter {
     responses((status = 200, body = Vec<EventView>)))]
 async fn list_events(
     State(state): State<ApiState>,
-    Query(query): Query<EventQuery>,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<Vec<EventView>>, ApiError> {
-    let events = state.engine.list_events(&event_filter(&query)).await?;
+    let events = state.engine.list_events(&event_filter(&query)?).await?;
     Ok(Json(events.iter().map(EventView::from).collect()))
 }
 
@@ -531,7 +568,7 @@ fn sse_event(event: &Event) -> SseEvent {
     responses((status = 200, description = "text/event-stream of events; each SSE id is the event id", content_type = "text/event-stream")))]
 async fn stream_events(
     State(state): State<ApiState>,
-    Query(query): Query<EventQuery>,
+    ApiQuery(query): ApiQuery<EventQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let resume = headers
@@ -542,7 +579,7 @@ async fn stream_events(
     // Subscribe before reading the log so nothing falls between the two.
     let mut live = state.engine.subscribe_events();
     let engine = state.engine.clone();
-    let mut filter = event_filter(&query);
+    let mut filter = event_filter(&query)?;
     filter.limit = 1000;
     let start = match resume {
         Some(id) => id,
@@ -615,7 +652,7 @@ async fn rotate_key(State(state): State<ApiState>) -> Result<Json<RotateKeyResul
     responses((status = 200, body = AuthorizationView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
 async fn connect_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AuthorizationView>, ApiError> {
     let started = state
         .engine
@@ -648,8 +685,8 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
 /// (single use, 10 minutes) is the credential here, so no bearer token.
 pub(crate) async fn oauth_callback(
     State(state): State<ApiState>,
-    Path(connector): Path<String>,
-    Query(params): Query<BTreeMap<String, String>>,
+    ApiPath(connector): ApiPath<String>,
+    ApiQuery(params): ApiQuery<BTreeMap<String, String>>,
 ) -> Response {
     match state
         .engine

@@ -2,7 +2,7 @@
 //! bodies. Handlers are thin: parse, call the engine, map the result.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::model::{EventView, JobView};
 use crate::{ApiState, openapi_router};
 
@@ -91,12 +91,20 @@ pub struct ValidRules {
     pub rules: Vec<String>,
 }
 
-/// An event to try rules with.
+/// An event to try rules with: an event exactly as the event log shows it
+/// (`GET /events`, `events tail --json`), or just its `type`, `payload` and
+/// `connection_id`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestEvent {
+    /// The event's id in the log (0 when left out).
+    #[serde(default)]
+    pub id: Option<i64>,
     #[serde(rename = "type")]
     pub kind: String,
+    /// When it happened, epoch milliseconds (now when left out).
+    #[serde(default)]
+    pub at: Option<i64>,
     #[serde(default)]
     pub connection_id: Option<String>,
     #[serde(default)]
@@ -163,10 +171,16 @@ impl From<RuleRun> for RunBody {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RunQuery {
+    /// Only runs of this rule.
     pub rule: Option<String>,
+    /// Only runs this event started.
     pub event_id: Option<i64>,
+    /// Only runs in this state.
     pub state: Option<String>,
+    /// At most this many (default 100, at most 10000).
     pub limit: Option<i64>,
 }
 
@@ -275,7 +289,7 @@ async fn create_rule(
     responses((status = 200, body = RuleBody), (status = 404, body = Problem)))]
 async fn get_rule(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RuleBody>, ApiError> {
     Ok(Json(state.engine.get_rule(&name)?.into()))
 }
@@ -285,7 +299,7 @@ async fn get_rule(
     responses((status = 200, body = RuleBody), (status = 201, body = RuleBody), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn replace_rule(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<RuleBody>), ApiError> {
     let def = parse_rule(body)?;
@@ -313,7 +327,7 @@ async fn replace_rule(
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_rule(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.delete_rule(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -323,7 +337,7 @@ async fn delete_rule(
     responses((status = 200, body = RuleBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn enable_rule(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RuleBody>, ApiError> {
     Ok(Json(
         state.engine.set_rule_enabled(&name, true).await?.into(),
@@ -334,7 +348,7 @@ async fn enable_rule(
     responses((status = 200, body = RuleBody), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn disable_rule(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RuleBody>, ApiError> {
     Ok(Json(
         state.engine.set_rule_enabled(&name, false).await?.into(),
@@ -365,11 +379,11 @@ async fn test_rules(
     ApiJson(body): ApiJson<RulesTest>,
 ) -> Result<Json<RulesTestResult>, ApiError> {
     let event = Event {
-        id: 0,
+        id: body.event.id.unwrap_or(0),
         kind: body.event.kind,
         connection_id: body.event.connection_id,
         payload: body.event.payload,
-        at: switchboard_core::time::now_ms(),
+        at: body.event.at.unwrap_or_else(switchboard_core::time::now_ms),
     };
     let results = state
         .engine
@@ -392,7 +406,7 @@ async fn reload_rules(State(state): State<ApiState>) -> Result<Json<Reloaded>, A
     responses((status = 200, body = Vec<RunBody>)))]
 async fn list_runs(
     State(state): State<ApiState>,
-    Query(query): Query<RunQuery>,
+    ApiQuery(query): ApiQuery<RunQuery>,
 ) -> Result<Json<Vec<RunBody>>, ApiError> {
     let runs = state
         .engine
@@ -400,7 +414,7 @@ async fn list_runs(
             rule: query.rule,
             event_id: query.event_id,
             state: query.state,
-            limit: query.limit.unwrap_or(100),
+            limit: crate::extract::page_limit(query.limit, 100, 10_000)?,
         })
         .await?;
     Ok(Json(runs.into_iter().map(Into::into).collect()))
@@ -410,7 +424,7 @@ async fn list_runs(
     responses((status = 200, body = RunBody), (status = 404, body = Problem)))]
 async fn get_run(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunBody>, ApiError> {
     Ok(Json(state.engine.get_run(&id).await?.into()))
 }
@@ -425,7 +439,7 @@ async fn list_vars(State(state): State<ApiState>) -> Result<Json<Value>, ApiErro
     responses((status = 204), (status = 422, body = Problem)))]
 async fn set_var(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<VarValue>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.set_rule_var(&name, Some(body.value)).await?;
@@ -435,7 +449,7 @@ async fn set_var(
 #[utoipa::path(delete, path = "/rules/vars/{name}", tag = "rules", responses((status = 204)))]
 async fn delete_var(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.set_rule_var(&name, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -459,7 +473,7 @@ async fn list_queues(State(state): State<ApiState>) -> Result<Json<Vec<QueueBody
 #[utoipa::path(post, path = "/rules/queues/{name}/pause", tag = "rules", responses((status = 204)))]
 async fn pause_queue(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.set_queue_paused(&name, true).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -468,7 +482,7 @@ async fn pause_queue(
 #[utoipa::path(post, path = "/rules/queues/{name}/resume", tag = "rules", responses((status = 204)))]
 async fn resume_queue(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.engine.set_queue_paused(&name, false).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -476,10 +490,11 @@ async fn resume_queue(
 
 /// What an event caused: the rule runs it started and their jobs.
 #[utoipa::path(get, path = "/events/{id}/trace", tag = "events",
+    params(("id" = i64, Path, description = "The event's id in the log")),
     responses((status = 200, body = EventTraceBody), (status = 404, body = Problem)))]
 async fn trace_event(
     State(state): State<ApiState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<EventTraceBody>, ApiError> {
     let trace = state.engine.trace_event(id).await?;
     Ok(Json(EventTraceBody {

@@ -4,7 +4,7 @@
 //! bodies. Handlers are thin: the engine verifies, records and publishes.
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::{ApiState, extract, openapi_router};
 
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
@@ -26,8 +27,15 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 /// The receiving endpoint, merged outside `/api/v1`.
+/// `/hooks/{name}`, nested at `/hooks`: every error there is problem+json
+/// too (an unknown path 404, a GET 405).
 pub(crate) fn receiver() -> axum::Router<ApiState> {
-    axum::Router::new().route("/hooks/{name}", axum::routing::post(receive))
+    axum::Router::new()
+        .route("/{name}", axum::routing::post(receive))
+        .fallback(crate::routes::not_found)
+        .layer(axum::middleware::from_fn(
+            crate::error::problem_for_every_error,
+        ))
 }
 
 /// The answer to an accepted delivery.
@@ -115,6 +123,7 @@ impl From<Delivery> for DeliveryView {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
     /// Only `accepted` or only `rejected` deliveries.
     pub verdict: Option<String>,
@@ -179,7 +188,7 @@ impl From<WebhookError> for ApiError {
 /// delivery is recorded in the hook's history.
 pub(crate) async fn receive(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     request: Request,
 ) -> Response {
     let headers: Vec<(String, String)> = request
@@ -223,8 +232,8 @@ pub(crate) async fn receive(
     responses((status = 200, body = Vec<DeliveryView>), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_deliveries(
     State(state): State<ApiState>,
-    Path(connection_id): Path<String>,
-    Query(query): Query<DeliveryQuery>,
+    ApiPath(connection_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     let verdict =
         match query.verdict.as_deref() {
@@ -239,7 +248,7 @@ async fn list_deliveries(
             connection_id,
             verdict,
             before_id: query.before,
-            limit: query.limit.unwrap_or(50),
+            limit: extract::page_limit(query.limit, 50, 1000)?,
         })
         .await?;
     Ok(Json(deliveries.into_iter().map(Into::into).collect()))
@@ -250,7 +259,7 @@ async fn list_deliveries(
     responses((status = 200, body = DeliveryView), (status = 404, body = Problem)))]
 async fn get_delivery(
     State(state): State<ApiState>,
-    Path((connection_id, id)): Path<(String, String)>,
+    ApiPath((connection_id, id)): ApiPath<(String, String)>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     Ok(Json(
         state

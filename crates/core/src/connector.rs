@@ -392,6 +392,15 @@ pub trait Connector: Send + Sync + 'static {
         }
     }
 
+    /// The longest wait between reconnect attempts for a connection with
+    /// these settings. `None` (the default) uses the daemon's
+    /// `supervisor.reconnect_max_ms`; a connector to a local program that
+    /// restarts quickly (OBS) declares a short cap, so it is connected again
+    /// soon after it comes back however long it was away.
+    fn reconnect_max(&self, _settings: &Value) -> Option<Duration> {
+        None
+    }
+
     /// Begin an authorization flow (for `auth` kinds `oauth2` and `oauth1`).
     async fn begin_authorization(
         &self,
@@ -431,4 +440,14 @@ pub trait Session: Send + Sync + 'static {
 
     /// Run one action. Called concurrently by job workers.
     async fn invoke(&self, call: ActionCall) -> Result<Value, ActionError>;
+
+    /// Ask the service, read-only, whether this session still works (X
+    /// `users/me`, Twitch token validation, OBS `GetVersion`) and return what
+    /// it said, for a person to read (`switchboard connections test`). Not a
+    /// job: nothing is queued, retried or changed. Called concurrently with
+    /// actions. The default, for sessions with no check of their own, says
+    /// the session is open.
+    async fn check(&self) -> Result<Value, ActionError> {
+        Ok(serde_json::json!({ "session": "open" }))
+    }
 }

@@ -117,9 +117,9 @@ pub fn http_service(
     engine: Arc<Engine>,
     config: McpConfig,
     cancel: CancellationToken,
-) -> StreamableHttpService<ToolServer, LocalSessionManager> {
+) -> SessionCloseAnswer<StreamableHttpService<ToolServer, LocalSessionManager>> {
     let config = Arc::new(config);
-    StreamableHttpService::new(
+    SessionCloseAnswer(StreamableHttpService::new(
         move || Ok(ToolServer::new(engine.clone(), config.clone(), None)),
         Arc::new(LocalSessionManager::default()),
         // Every request is authenticated by its bearer token, so any Host
@@ -127,7 +127,43 @@ pub fn http_service(
         StreamableHttpServerConfig::default()
             .disable_allowed_hosts()
             .with_cancellation_token(cancel),
-    )
+    ))
+}
+
+/// Answers a session close (`DELETE /mcp` with the session id) with
+/// `204 No Content` where `rmcp` answers `202 Accepted`: the session is
+/// closed by then, nothing is pending, and clients (the Python SDK) take
+/// anything but 200/204 as a failed termination and warn.
+#[derive(Clone)]
+pub struct SessionCloseAnswer<S>(S);
+
+impl<S, B, R> tower::Service<http::Request<B>> for SessionCloseAnswer<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<http::Response<R>, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let closing = request.method() == http::Method::DELETE;
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if closing && response.status() == http::StatusCode::ACCEPTED {
+                *response.status_mut() = http::StatusCode::NO_CONTENT;
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Serve the owner's tools on stdin/stdout until the client closes it.

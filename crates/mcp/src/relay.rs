@@ -15,6 +15,7 @@ use crate::McpError;
 /// Relay stdin/stdout to `{url}/mcp` until either side closes.
 pub async fn relay_stdio(url: &str, token: &str) -> Result<(), McpError> {
     let endpoint = format!("{}/mcp", url.trim_end_matches('/'));
+    let _ = rustls::crypto::ring::default_provider().install_default(); // no bundled TLS provider: ring, once
     let http = reqwest::Client::builder()
         .build()
         .map_err(|e| McpError::Relay {

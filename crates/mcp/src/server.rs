@@ -27,10 +27,11 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use switchboard_core::{Connection, Event, Job, JobState};
+use switchboard_core::{Connection, Event, Job, JobState, StatusKind};
 use switchboard_runtime::{Engine, EngineError, FieldError};
 use switchboard_store::EventFilter;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::McpConfig;
 use crate::scope::Scope;
@@ -46,6 +47,10 @@ pub struct ToolServer {
     /// The scope when the transport carries none (stdio: the owner's own
     /// process). HTTP requests carry theirs, set by the API's bearer check.
     default_scope: Option<Scope>,
+    /// Events subscribed to before a `subscriptions/listen` is acknowledged
+    /// (the SDK acknowledges before calling [`ServerHandler::listen`]), so a
+    /// change made right after the acknowledgment is not lost.
+    listen_events: Arc<std::sync::Mutex<Option<Receiver<Arc<Event>>>>>,
 }
 
 impl ToolServer {
@@ -54,6 +59,7 @@ impl ToolServer {
             engine,
             config,
             default_scope,
+            listen_events: Default::default(),
         }
     }
 
@@ -304,6 +310,10 @@ impl ToolServer {
             Ok(split) => split,
             Err(errors) => return Ok(field_errors(&errors)),
         };
+        let unfit = tools::check_arguments(&action.params_schema, &params);
+        if !unfit.is_empty() {
+            return Ok(field_errors(&unfit));
+        }
         let targets: Vec<&Connection> = match named {
             Accounts::Every => {
                 let enabled: Vec<&Connection> =
@@ -339,6 +349,19 @@ impl ToolServer {
                 targets
             }
         };
+        // Accounts that cannot act now get their answer at once and no job:
+        // a post must not wait, unseen, for a person to reconnect an account.
+        let (targets, blocked): (Vec<&Connection>, Vec<&Connection>) = targets
+            .into_iter()
+            .partition(|c| blocked_reason(c).is_none());
+        let mut results = Vec::new();
+        for connection in blocked {
+            results.push(self.blocked_entry(connection).await);
+        }
+        if targets.is_empty() {
+            let body = json!({ "action": action.name, "results": results });
+            return Ok(CallToolResult::structured_error(body));
+        }
         let ids: Vec<String> = targets.iter().map(|c| c.id.clone()).collect();
         let labels: BTreeMap<String, String> = targets
             .iter()
@@ -372,7 +395,6 @@ impl ToolServer {
             .map(|token| Progress::new(context.peer.clone(), token));
         let finished = self.wait_for(waiting, events, progress, &context.ct).await;
 
-        let mut results = Vec::new();
         let mut succeeded = 0;
         let mut pending = 0;
         for (connection_id, job_id, queue_error) in entries {
@@ -401,6 +423,40 @@ impl ToolServer {
         } else {
             success(body)
         })
+    }
+
+    /// The answer for an account that cannot act now (see [`blocked_reason`]):
+    /// nothing was queued for it; an account that needs re-authorization
+    /// comes with a fresh connect link (as the `connect` tool makes).
+    async fn blocked_entry(&self, connection: &Connection) -> Value {
+        let (state, error) = blocked_reason(connection).unwrap_or_default();
+        let mut entry = json!({
+            "account": connection.label,
+            "connection_id": connection.id,
+            "state": state,
+            "error": error,
+            "queued": false,
+        });
+        if state == "needs_reauth" {
+            match self
+                .engine
+                .begin_authorization(&connection.id, &self.config.public_url)
+                .await
+            {
+                Ok(started) => {
+                    entry["authorize_url"] = json!(started.authorize_url);
+                    entry["next"] = json!(
+                        "Show authorize_url to the user and ask them to open it and approve, then call this tool again for this account."
+                    );
+                }
+                Err(error) => {
+                    entry["next"] = json!(format!(
+                        "the owner must give this account new credentials: {error}"
+                    ));
+                }
+            }
+        }
+        entry
     }
 
     /// Wait (bounded by `mcp.wait_secs`) until every job is final; returns
@@ -461,13 +517,35 @@ impl ToolServer {
 
     /// Send `notifications/tools/list_changed` through `notify` whenever the
     /// scope's tools change, until `notify` fails or `stop` resolves.
-    async fn watch_tools<F, Fut>(&self, scope: Scope, notify: F, stop: impl Future<Output = ()>)
-    where
+    /// `early`: events subscribed to before the watcher was promised to the
+    /// peer; a connection change among them that happened before the first
+    /// look is announced (the peer may not have seen it).
+    async fn watch_tools<F, Fut>(
+        &self,
+        scope: Scope,
+        early: Option<Receiver<Arc<Event>>>,
+        notify: F,
+        stop: impl Future<Output = ()>,
+    ) where
         F: Fn() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let mut events = self.engine.subscribe_events();
+        let had_early = early.is_some();
+        let mut events = early.unwrap_or_else(|| self.engine.subscribe_events());
         let mut last = self.fingerprint(&scope).await;
+        if had_early {
+            let mut missed = false;
+            loop {
+                match events.try_recv() {
+                    Ok(event) => missed |= event.kind.starts_with("connection."),
+                    Err(TryRecvError::Lagged(_)) => missed = true,
+                    Err(_) => break,
+                }
+            }
+            if missed && !notify().await {
+                return;
+            }
+        }
         let mut tick = tokio::time::interval(self.config.tools_recheck);
         tick.tick().await;
         tokio::pin!(stop);
@@ -578,6 +656,38 @@ fn not_in_scope(
             usable.join(", ")
         }
     ))
+}
+
+/// Why an account cannot act now, as `(state, message)`, or None when it
+/// can (connected, connecting, degraded). Those that cannot get no job.
+fn blocked_reason(connection: &Connection) -> Option<(&'static str, String)> {
+    let detail = connection
+        .status
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    if !connection.enabled {
+        return Some((
+            "disabled",
+            "disabled: this account is disabled; ask the owner to enable it. Nothing was queued for it."
+                .to_owned(),
+        ));
+    }
+    match connection.status.kind {
+        StatusKind::NeedsReauth => Some((
+            "needs_reauth",
+            format!("needs_reauth: reconnect this account{detail}. Nothing was queued for it."),
+        )),
+        StatusKind::Error | StatusKind::Disconnected => Some((
+            "unavailable",
+            format!(
+                "{}: this account cannot act now{detail}; try again once it is connected. Nothing was queued for it.",
+                connection.status.kind
+            ),
+        )),
+        StatusKind::Connecting | StatusKind::Connected | StatusKind::Degraded => None,
+    }
 }
 
 fn job_view(job: &Job, label: &str) -> Value {
@@ -762,6 +872,7 @@ impl ServerHandler for ToolServer {
             server
                 .watch_tools(
                     scope,
+                    None,
                     || {
                         let peer = peer.clone();
                         async move { peer.notify_tool_list_changed().await.is_ok() }
@@ -778,6 +889,10 @@ impl ServerHandler for ToolServer {
     ) -> Option<SubscriptionFilter> {
         let mut accepted = SubscriptionFilter::new();
         accepted.tools_list_changed = requested.tools_list_changed;
+        if accepted.tools_list_changed == Some(true) {
+            *self.listen_events.lock().expect("listen events poisoned") =
+                Some(self.engine.subscribe_events());
+        }
         Some(accepted)
     }
 
@@ -785,8 +900,14 @@ impl ServerHandler for ToolServer {
         let scope = self.scope(&context.request_context().extensions)?;
         if context.accepted().tools_list_changed == Some(true) {
             let sink = context.sink();
+            let early = self
+                .listen_events
+                .lock()
+                .expect("listen events poisoned")
+                .take();
             self.watch_tools(
                 scope,
+                early,
                 || async { sink.notify_tool_list_changed().await.is_ok() },
                 context.cancelled(),
             )

@@ -84,7 +84,8 @@ pub fn action_tool(
          every enabled one ({enabled} now), one job each; name one with `account` (label or id) to use \
          only that one. Returns one entry per account: `account`, `job_id`, `state` (`succeeded` with \
          `result`, or `failed` with `error`); an entry still `queued` or `running` after the wait can be \
-         followed with `job_status`.",
+         followed with `job_status`. An account that cannot act now gets no job and answers at once: \
+         `needs_reauth` (with `authorize_url` to show the user), `disabled` or `unavailable`.",
         what = action.description.trim_end(),
         service = manifest.display_name,
         accounts = account_list(accounts),
@@ -229,6 +230,79 @@ pub fn split_arguments(
         Accounts::Named(named)
     };
     Ok((accounts, Value::Object(params)))
+}
+
+/// The arguments the action's schema does not take, and the required ones
+/// left out, each named (the schema validator would report both against
+/// the whole object, as `params`, with an `anyOf` line).
+pub fn check_arguments(schema: &Value, params: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let Some(given) = params.as_object() else {
+        return errors;
+    };
+    let properties = schema["properties"].as_object();
+    if schema["additionalProperties"] == json!(false)
+        && let Some(properties) = properties
+    {
+        let mut known: Vec<&str> = properties.keys().map(String::as_str).collect();
+        known.extend([ACCOUNT, CONNECTIONS]);
+        known.sort_unstable();
+        known.dedup();
+        for name in given.keys().filter(|k| !properties.contains_key(*k)) {
+            errors.push(FieldError::new(
+                name.as_str(),
+                format!("unknown argument; this tool takes: {}", known.join(", ")),
+            ));
+        }
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    for name in names(&schema["required"]) {
+        if !given.contains_key(&name) {
+            errors.push(FieldError::new(
+                name.as_str(),
+                "missing; this argument is required",
+            ));
+        }
+    }
+    // `anyOf: [{required: [a]}, {required: [b]}]`: one of them is needed.
+    if let Some(choices) = schema["anyOf"].as_array() {
+        let alternatives: Option<Vec<Vec<String>>> = choices
+            .iter()
+            .map(|choice| {
+                let only_required = choice.as_object().is_some_and(|o| o.len() == 1);
+                only_required.then(|| names(&choice["required"]))
+            })
+            .collect();
+        if let Some(alternatives) = alternatives
+            && !alternatives.is_empty()
+            && !alternatives
+                .iter()
+                .any(|names| names.iter().all(|n| given.contains_key(n)))
+            && let Some(first) = alternatives[0].iter().find(|n| !given.contains_key(*n))
+        {
+            let options: Vec<String> = alternatives
+                .iter()
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                })
+                .collect();
+            errors.push(FieldError::new(
+                first.as_str(),
+                format!("missing; give {}", options.join(" or ")),
+            ));
+        }
+    }
+    errors
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -410,6 +484,46 @@ mod tests {
             fields(json!({ "connections": ["me", 3] })),
             ["connections[1]"]
         );
+    }
+
+    #[test]
+    fn unknown_and_missing_arguments_are_named() {
+        let schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": { "text": {}, "media": {}, "reply_to": {} },
+            "anyOf": [{ "required": ["text"] }, { "required": ["media"] }]
+        });
+        let fields = |params: Value| -> Vec<(String, String)> {
+            check_arguments(&schema, &params)
+                .into_iter()
+                .map(|e| (e.field, e.message))
+                .collect()
+        };
+        let unknown = fields(json!({ "text": "hi", "colour": "red" }));
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert_eq!(unknown[0].0, "colour");
+        assert!(
+            unknown[0]
+                .1
+                .contains("account, connections, media, reply_to, text"),
+            "{unknown:?}"
+        );
+        let missing = fields(json!({}));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].0, "text");
+        assert!(missing[0].1.contains("`text` or `media`"), "{missing:?}");
+        assert!(fields(json!({ "media": ["a"] })).is_empty());
+        assert!(fields(json!({ "text": "hi" })).is_empty());
+
+        let required = json!({ "type": "object", "required": ["id"], "properties": { "id": {} } });
+        let errors = check_arguments(&required, &json!({ "other": 1 }));
+        assert_eq!(
+            errors.len(),
+            1,
+            "extra arguments pass when the schema allows them"
+        );
+        assert_eq!(errors[0].field, "id");
     }
 
     #[test]

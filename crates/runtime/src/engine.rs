@@ -22,9 +22,9 @@ use serde::Serialize;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
 use switchboard_core::{
-    AuthKind, AuthorizeFlow, AuthorizeRequest, Connection, ConnectionStatus, Connector,
-    ConnectorError, ConnectorManifest, Event, Job, MediaInfo, NewEvent, ParamsContext, StatusKind,
-    new_id,
+    ActionError, AuthKind, AuthorizeFlow, AuthorizeRequest, Connection, ConnectionStatus,
+    Connector, ConnectorError, ConnectorManifest, Event, Job, MediaInfo, NewEvent, ParamsContext,
+    StatusKind, new_id,
 };
 use switchboard_store::{EventFilter, FlowLookup, JobFilter, NewFlow, NewJob, Store, StoreError};
 use switchboard_vault::{Vault, VaultError};
@@ -185,6 +185,19 @@ pub struct SubmitJob {
     pub max_attempts: Option<i64>,
 }
 
+/// What [`Engine::test_connection`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionCheck {
+    /// The check ran and the service answered as it should.
+    pub ok: bool,
+    /// The connection's status after the check.
+    pub status: StatusKind,
+    /// What was checked and how it went, or why it was not checked.
+    pub detail: String,
+    /// What the service said (who the credentials act as, its version...).
+    pub result: Option<Value>,
+}
+
 /// One connection's share of an action sent to several connections.
 #[derive(Debug)]
 pub struct ConnectionJob {
@@ -250,6 +263,13 @@ pub fn callback_url(public_url: &str, connector: &str) -> String {
         "{}/oauth/{connector}/callback",
         public_url.trim_end_matches('/')
     )
+}
+
+/// The invisible characters that reorder how text is displayed: marks
+/// (U+200E, U+200F, U+061C), embeddings and overrides (U+202A..U+202E) and
+/// isolates (U+2066..U+2069).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn flow_label(state: &str) -> String {
@@ -455,16 +475,28 @@ impl Engine {
             .collect()
     }
 
+    /// A label is printed in tables and matched where an id is accepted, so
+    /// it holds no control or bidi characters (no fake table rows, no
+    /// cleared screens, no text that reads backwards) and never looks like
+    /// a connection id (ids are UUIDs; a label that parses as one could
+    /// name another connection).
     fn check_label(label: &str) -> Option<FieldError> {
-        let label = label.trim();
-        if label.is_empty() || label.len() > 100 {
-            Some(FieldError::new(
-                "label",
-                "give a label of 1 to 100 characters",
-            ))
+        let message = if let Some(c) = label
+            .chars()
+            .find(|c| c.is_control() || is_bidi_control(*c))
+        {
+            format!(
+                "a label may not hold control or bidi characters (found U+{:04X}); use printable text on one line",
+                c as u32
+            )
+        } else if label.trim().is_empty() || label.trim().len() > 100 {
+            "give a label of 1 to 100 characters".to_owned()
+        } else if uuid::Uuid::parse_str(label.trim()).is_ok() {
+            "a label may not look like a connection id (a UUID); choose a name such as `main-account`".to_owned()
         } else {
-            None
-        }
+            return None;
+        };
+        Some(FieldError::new("label", message))
     }
 
     pub async fn create_connection(&self, new: NewConnection) -> Result<ConnectionView> {
@@ -613,6 +645,59 @@ impl Engine {
             .await?;
         self.supervisor.apply(id).await?;
         self.get_connection(id).await
+    }
+
+    /// Run the connector's own read-only check on the live session (X
+    /// `users/me`, Twitch token validation, OBS `GetVersion`...): not a job,
+    /// nothing is queued or retried. A connection that is not connected is
+    /// not checked: the answer says its status and why instead.
+    pub async fn test_connection(&self, id: &str) -> Result<ConnectionCheck> {
+        let view = self.get_connection(id).await?;
+        let permit = match self.supervisor.acquire(id, Duration::from_secs(5)).await {
+            Ok(permit) => permit,
+            Err(crate::supervisor::NotReady::Waiting { reason, kind }) => {
+                return Ok(ConnectionCheck {
+                    ok: false,
+                    status: kind,
+                    detail: format!("not checked: the {reason}"),
+                    result: None,
+                });
+            }
+            Err(crate::supervisor::NotReady::Gone) => {
+                return Err(EngineError::NotFound {
+                    what: "connection",
+                    id: id.to_owned(),
+                });
+            }
+        };
+        let checked = tokio::select! {
+            checked = tokio::time::timeout(Duration::from_secs(30), permit.session.check()) => {
+                checked.unwrap_or_else(|_| Err(ActionError::transient("the service did not answer the check within 30 s")))
+            }
+            _ = permit.aborted() => Err(ActionError::transient("the connection restarted during the check; try again")),
+        };
+        drop(permit);
+        let status = self
+            .supervisor
+            .status(id)
+            .map_or(view.connection.status.kind, |s| s.kind);
+        Ok(match checked {
+            Ok(result) => ConnectionCheck {
+                ok: true,
+                status,
+                detail: format!("the {} connector's check passed", view.connection.connector),
+                result: Some(result),
+            },
+            Err(error) => ConnectionCheck {
+                ok: false,
+                status,
+                detail: format!(
+                    "the {} connector's check failed: {error}",
+                    view.connection.connector
+                ),
+                result: None,
+            },
+        })
     }
 
     /// Restart a connection's runtime without changing anything.

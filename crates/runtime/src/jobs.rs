@@ -8,7 +8,10 @@
 //!    little while it is connecting);
 //! 2. if the connection cannot run actions (`needs_reauth`, `error`,
 //!    disabled), put the job back *without* spending an attempt; the
-//!    supervisor wakes it when the connection comes back;
+//!    supervisor wakes it when the connection comes back. A job does not
+//!    wait for a re-authorization forever: a timer buries, in one query,
+//!    the jobs that waited longer than `reauth_expiry` for a connection
+//!    still in `needs_reauth` (`dead`, saying so; `job.finished` published);
 //! 3. otherwise invoke the action and record the outcome: success, a retry
 //!    after exponential backoff with jitter (or the service's `retry_after`),
 //!    `failed` for a permanent error, `dead` when attempts run out.
@@ -27,7 +30,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use switchboard_core::time::now_ms;
-use switchboard_core::{ActionCall, ActionError, Job, JobError, JobState, NewEvent};
+use switchboard_core::{ActionCall, ActionError, Job, JobError, JobState, NewEvent, StatusKind};
 use switchboard_store::Store;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +57,9 @@ pub struct JobsConfig {
     pub connect_wait: Duration,
     /// When a waiting job is looked at again if nothing wakes it sooner.
     pub waiting_recheck: Duration,
+    /// How long a job may wait for its connection's re-authorization
+    /// before it is given up as `dead`.
+    pub reauth_expiry: Duration,
     /// How long shutdown waits for running jobs.
     pub shutdown_grace: Duration,
     /// Whether this process owns the database alone (SQLite): then every
@@ -71,6 +77,7 @@ impl Default for JobsConfig {
             retry_cap: Duration::from_secs(300),
             connect_wait: Duration::from_secs(5),
             waiting_recheck: Duration::from_secs(60),
+            reauth_expiry: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(10),
             exclusive_database: true,
         }
@@ -132,6 +139,7 @@ impl JobRunner {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let tracker = TaskTracker::new();
         let keeper = tokio::spawn(self.clone().keep_leases(cancel.clone()));
+        let expirer = tokio::spawn(self.clone().expire_reauth_waits(cancel.clone()));
         loop {
             let first = tokio::select! {
                 biased;
@@ -187,6 +195,7 @@ impl JobRunner {
             );
         }
         keeper.abort();
+        expirer.abort();
     }
 
     async fn idle(&self, cancel: &CancellationToken, duration: Duration) {
@@ -213,6 +222,41 @@ impl JobRunner {
             if !self.config.exclusive_database {
                 self.recover_orphans().await;
                 self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Bury the jobs that waited too long for a re-authorization: one
+    /// query per tick (a tenth of the expiry, between 1 s and 60 s), not a
+    /// check per job.
+    async fn expire_reauth_waits(self: Arc<Self>, cancel: CancellationToken) {
+        let expiry = self.config.reauth_expiry;
+        let period = (expiry / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let error = JobError {
+            code: "needs_reauth".into(),
+            message: format!(
+                "the account needs re-authorization (reconnect it): gave up after {}",
+                short_duration(expiry)
+            ),
+            retryable: false,
+        };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let now = now_ms();
+            let cutoff = now - expiry.as_millis() as i64;
+            match self.store.expire_reauth_waits(cutoff, &error, now).await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        tracing::warn!(job = %job.id, connection = %job.connection_id, "{}", error.message);
+                        self.bus.publish_or_log(NewEvent::job_finished(&job)).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not expire jobs waiting for re-authorization")
+                }
             }
         }
     }
@@ -245,11 +289,12 @@ impl JobRunner {
                 };
                 return self.finish(job, JobState::Failed, error).await;
             }
-            Err(NotReady::Waiting(reason)) => {
+            Err(NotReady::Waiting { reason, kind }) => {
                 tracing::info!(%reason, "job waits for its connection");
                 let next = now + self.config.waiting_recheck.as_millis() as i64;
+                let for_reauth = kind == StatusKind::NeedsReauth;
                 self.store
-                    .defer_job(&job.id, &self.node_id, &reason, next, now)
+                    .defer_job(&job.id, &self.node_id, &reason, next, now, for_reauth)
                     .await?;
                 return Ok(());
             }
@@ -307,7 +352,7 @@ impl JobRunner {
                 let now = now_ms();
                 let next = now + self.config.waiting_recheck.as_millis() as i64;
                 self.store
-                    .defer_job(&job.id, &self.node_id, &reason, next, now)
+                    .defer_job(&job.id, &self.node_id, &reason, next, now, true)
                     .await?;
                 Ok(())
             }
@@ -320,7 +365,7 @@ impl JobRunner {
                 let now = now_ms();
                 let next = now + retry_after.as_millis() as i64;
                 self.store
-                    .defer_job(&job.id, &self.node_id, &message, next, now)
+                    .defer_job(&job.id, &self.node_id, &message, next, now, false)
                     .await?;
                 self.wake.notify_one();
                 Ok(())
@@ -396,6 +441,17 @@ impl JobRunner {
     }
 }
 
+/// `24h`, `90m`, `5s`: the largest whole unit, for messages.
+pub fn short_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Exponential backoff with jitter: a random delay between half and all of
 /// `base * 2^(attempt-1)`, capped. Jitter keeps many failed jobs from
 /// retrying in lockstep.
@@ -412,6 +468,13 @@ pub fn retry_delay(config: &JobsConfig, attempt: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_durations_use_the_largest_whole_unit() {
+        assert_eq!(short_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(short_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(short_duration(Duration::from_secs(3)), "3s");
+    }
 
     #[test]
     fn retry_delays_grow_and_stay_capped() {

@@ -35,8 +35,8 @@ pub mod webhooks;
 pub use archive::ArchiveQuery;
 pub use bus::EventBus;
 pub use engine::{
-    ConnectionJob, Engine, EngineError, FieldError, NewConnection, RuntimeConfig, SubmitJob,
-    UpdateConnection,
+    ConnectionCheck, ConnectionJob, Engine, EngineError, FieldError, NewConnection, RuntimeConfig,
+    SubmitJob, UpdateConnection,
 };
 pub use media::{MediaError, MediaStore};
 pub use registry::Registry;

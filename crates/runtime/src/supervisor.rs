@@ -13,7 +13,13 @@
 //! and decrypt secrets *fresh*, ask the connector to open a session, set
 //! `connected`, run the session's background work until it ends or the
 //! runtime is cancelled. If the session is lost it reconnects with
-//! exponential backoff and full jitter (reset after a successful connect).
+//! exponential backoff and jitter (reset after a successful connect). The
+//! wait never exceeds the connector's cap ([`Connector::reconnect_max`], the
+//! daemon's `reconnect_max` unless the connector declares its own): a local
+//! OBS that restarts after a long outage is tried again within about a
+//! second, not after a minute of grown backoff.
+//!
+//! [`Connector::reconnect_max`]: switchboard_core::Connector::reconnect_max
 //! Rejected credentials (`needs_reauth`) and unusable settings (`error`) do
 //! not loop: the runtime waits until `apply` replaces it.
 //!
@@ -33,7 +39,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use secrecy::SecretString;
 use serde_json::Value;
 use switchboard_core::time::now_ms;
@@ -55,7 +60,8 @@ use crate::registry::Registry;
 pub struct SupervisorConfig {
     /// First reconnect delay; doubles per failed attempt.
     pub reconnect_min: Duration,
-    /// Longest reconnect delay.
+    /// Longest reconnect delay, for connectors that declare no cap of their
+    /// own ([`switchboard_core::Connector::reconnect_max`]).
     pub reconnect_max: Duration,
     /// How long in-flight actions may run on after their session is stopped.
     pub drain_grace: Duration,
@@ -74,8 +80,9 @@ impl Default for SupervisorConfig {
 /// Why no session can be lent right now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NotReady {
-    /// The connection exists but cannot run actions; the text says why.
-    Waiting(String),
+    /// The connection exists but cannot run actions: `reason` says why,
+    /// `kind` is its status (`needs_reauth` waits may expire).
+    Waiting { reason: String, kind: StatusKind },
     /// There is no such connection.
     Gone,
 }
@@ -229,7 +236,9 @@ impl Supervisor {
                     .await;
             }
             None => {
-                self.inner
+                let _order = self.inner.status_order.lock().await;
+                let previous = self
+                    .inner
                     .statuses
                     .lock()
                     .expect("status map poisoned")
@@ -240,6 +249,19 @@ impl Supervisor {
                     .expect("slot map poisoned")
                     .remove(id);
                 self.inner.changed.send_modify(|g| *g += 1);
+                // Announce the removal as the connection's last status, so
+                // watchers of `connection.*` events (MCP tool lists) see it
+                // at once.
+                if let Some(previous) = previous {
+                    let gone = ConnectionStatus::new(
+                        StatusKind::Disconnected,
+                        Some("the connection was deleted".into()),
+                    );
+                    self.inner
+                        .bus
+                        .publish_or_log(NewEvent::connection_status(id, Some(&previous), &gone))
+                        .await;
+                }
             }
         }
         Ok(())
@@ -311,12 +333,16 @@ impl Supervisor {
                 status.kind,
                 StatusKind::Connecting | StatusKind::Connected | StatusKind::Degraded
             );
+            let waiting = NotReady::Waiting {
+                reason: why,
+                kind: status.kind,
+            };
             if !worth_waiting {
-                return Err(NotReady::Waiting(why));
+                return Err(waiting);
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return Err(NotReady::Waiting(why)),
+                _ => return Err(waiting),
             }
         }
     }
@@ -427,6 +453,19 @@ impl Inner {
         }
     }
 
+    /// The longest reconnect wait for this connection: its connector's cap
+    /// for its settings as they are now, else the daemon's.
+    async fn reconnect_cap(&self, id: &str) -> Duration {
+        let declared = match self.store.get_connection(id).await {
+            Ok(Some(c)) => self
+                .registry
+                .connector(&c.connector)
+                .and_then(|connector| connector.reconnect_max(&c.settings)),
+            _ => None,
+        };
+        declared.unwrap_or(self.config.reconnect_max)
+    }
+
     /// Open one session and run it until it ends.
     async fn open_and_run(
         self: &Arc<Self>,
@@ -532,19 +571,25 @@ impl Inner {
     }
 }
 
-fn reconnect_delays(config: &SupervisorConfig) -> impl Iterator<Item = Duration> + use<> {
-    ExponentialBuilder::default()
-        .with_min_delay(config.reconnect_min)
-        .with_max_delay(config.reconnect_max)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// The wait before reconnect attempt number `failures` (1 for the first
+/// retry after a failure): `min` doubled per earlier failure, capped at
+/// `cap`, then jittered into its upper half (`jitter` in `[0, 1]`) so that
+/// many connections to one service do not retry in step.
+///
+/// Hand-rolled rather than `backon`'s `ExponentialBuilder` because backon
+/// adds its jitter *on top of* the maximum delay (up to twice the cap), and
+/// the cap here is a promise: a restarted local OBS is tried again within
+/// the connector's cap of its port answering.
+fn reconnect_delay(failures: u32, min: Duration, cap: Duration, jitter: f64) -> Duration {
+    let min = min.min(cap);
+    let doublings = failures.saturating_sub(1).min(32);
+    let base = min.saturating_mul(1u32 << doublings.min(31)).min(cap);
+    base.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
 }
 
 async fn run_runtime(inner: Arc<Inner>, id: String, cancel: CancellationToken) {
     let (reauth_sender, mut reauth) = mpsc::unbounded_channel();
-    let mut delays = reconnect_delays(&inner.config);
+    let mut failures: u32 = 0;
     let mut attempt: u64 = 0;
     loop {
         if cancel.is_cancelled() {
@@ -568,10 +613,13 @@ async fn run_runtime(inner: Arc<Inner>, id: String, cancel: CancellationToken) {
                 was_connected,
             } => {
                 if was_connected {
-                    delays = reconnect_delays(&inner.config);
+                    failures = 0;
                     attempt = 1;
                 }
-                let delay = delays.next().unwrap_or(inner.config.reconnect_max);
+                failures = failures.saturating_add(1);
+                let cap = inner.reconnect_cap(&id).await;
+                let delay =
+                    reconnect_delay(failures, inner.config.reconnect_min, cap, rand::random());
                 tracing::warn!(connection = %id, %reason, ?delay, "connection failed; will reconnect");
                 inner
                     .set_status(
@@ -710,5 +758,62 @@ impl RuntimeEnv for Env {
             })
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reconnect_delay;
+    use std::time::Duration;
+
+    const MIN: Duration = Duration::from_millis(500);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_the_cap() {
+        // The top of each jitter range (jitter 1.0) is the undithered delay.
+        let delays: Vec<Duration> = (1..=10)
+            .map(|n| reconnect_delay(n, MIN, Duration::from_secs(60), 1.0))
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000
+            ]
+            .map(ms)
+        );
+        // The bottom of each range is half of it.
+        assert_eq!(
+            reconnect_delay(3, MIN, Duration::from_secs(60), 0.0),
+            ms(1000)
+        );
+    }
+
+    #[test]
+    fn after_a_long_outage_a_short_cap_still_bounds_the_wait() {
+        // OBS has been down for hundreds of attempts: every wait, whatever
+        // the jitter, stays within OBS's one-second cap.
+        for failures in [1, 2, 3, 10, 100, 10_000, u32::MAX] {
+            for jitter in [0.0, 0.3, 0.999, 1.0] {
+                let delay = reconnect_delay(failures, MIN, ms(1000), jitter);
+                assert!(delay <= ms(1000), "{failures} failures: {delay:?}");
+                assert!(delay >= ms(250), "{failures} failures: {delay:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cap_below_the_minimum_wins() {
+        assert_eq!(reconnect_delay(1, MIN, ms(100), 1.0), ms(100));
+        assert_eq!(reconnect_delay(50, MIN, ms(100), 1.0), ms(100));
+    }
+
+    #[test]
+    fn out_of_range_jitter_is_clamped() {
+        assert_eq!(reconnect_delay(1, MIN, ms(1000), 7.0), ms(500));
+        assert_eq!(reconnect_delay(1, MIN, ms(1000), -1.0), ms(250));
     }
 }

@@ -27,6 +27,7 @@ const REDIRECT: &str = "http://localhost:17563/oauth/callback";
 const WAIT: Duration = Duration::from_secs(5);
 
 fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

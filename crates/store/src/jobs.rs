@@ -236,7 +236,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET state = 'succeeded', result = $3, error = NULL, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE jobs SET state = 'succeeded', result = $3, error = NULL, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL, reauth_wait_since = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
         .bind(id)
@@ -259,7 +259,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET state = $3, error = $4, finished_at = $5, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE jobs SET state = $3, error = $4, finished_at = $5, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL, reauth_wait_since = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
         .bind(id)
@@ -282,7 +282,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET state = 'queued', error = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE jobs SET state = 'queued', error = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL, reauth_wait_since = NULL
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
         .bind(id)
@@ -297,7 +297,10 @@ impl Store {
 
     /// Put a claimed job back without spending an attempt: its connection
     /// cannot run actions now (`reason` says why). It is woken early by
-    /// [`Store::wake_waiting_jobs`] when the connection comes back.
+    /// [`Store::wake_waiting_jobs`] when the connection comes back. With
+    /// `for_reauth` (the connection needs re-authorization) the job keeps
+    /// the time it began waiting for that, which
+    /// [`Store::expire_reauth_waits`] measures; any other wait clears it.
     pub async fn defer_job(
         &self,
         id: &str,
@@ -305,9 +308,11 @@ impl Store {
         reason: &str,
         next_attempt_at: i64,
         now: i64,
+        for_reauth: bool,
     ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, waiting_reason = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, waiting_reason = $3, next_attempt_at = $4, updated_at = $5, lease_owner = NULL, lease_expires_at = NULL,
+                 reauth_wait_since = CASE WHEN $6 = 1 THEN COALESCE(reauth_wait_since, $5) ELSE NULL END
              WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
         .bind(id)
@@ -315,6 +320,7 @@ impl Store {
         .bind(reason)
         .bind(next_attempt_at)
         .bind(now)
+        .bind(for_reauth as i64)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() > 0)
@@ -323,7 +329,7 @@ impl Store {
     /// Make the waiting jobs of a connection due now; returns how many.
     pub async fn wake_waiting_jobs(&self, connection_id: &str, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "UPDATE jobs SET next_attempt_at = $2, updated_at = $2
+            "UPDATE jobs SET next_attempt_at = $2, updated_at = $2, reauth_wait_since = NULL
              WHERE connection_id = $1 AND state = 'queued' AND waiting_reason IS NOT NULL AND next_attempt_at > $2",
         )
         .bind(connection_id)
@@ -331,6 +337,31 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
+    }
+
+    /// Bury as `dead` (with `error`) every queued job that has waited since
+    /// `cutoff` or earlier for a connection that still needs
+    /// re-authorization; returns them. One statement for all connections, so
+    /// a timer can run it cheaply.
+    pub async fn expire_reauth_waits(
+        &self,
+        cutoff: i64,
+        error: &JobError,
+        now: i64,
+    ) -> Result<Vec<Job>> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'dead', error = $2, finished_at = $3, updated_at = $3, waiting_reason = NULL, reauth_wait_since = NULL
+             WHERE state = 'queued' AND reauth_wait_since IS NOT NULL AND reauth_wait_since <= $1
+               AND connection_id IN (SELECT id FROM connections WHERE status = 'needs_reauth')
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(cutoff)
+            .bind(error_json(error))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
     }
 
     /// Re-queue jobs left `running` by a dead process. With `all_running`
@@ -364,7 +395,7 @@ impl Store {
     /// attempts. Returns the job, or None when it is not in a retryable state.
     pub async fn retry_job(&self, id: &str, extra_attempts: i64, now: i64) -> Result<Option<Job>> {
         let r = sqlx::query(
-            "UPDATE jobs SET state = 'queued', max_attempts = attempts + $2, next_attempt_at = $3, updated_at = $3, finished_at = NULL, waiting_reason = NULL
+            "UPDATE jobs SET state = 'queued', max_attempts = attempts + $2, next_attempt_at = $3, updated_at = $3, finished_at = NULL, waiting_reason = NULL, reauth_wait_since = NULL
              WHERE id = $1 AND state IN ('failed', 'dead')",
         )
         .bind(id)

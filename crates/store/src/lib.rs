@@ -11,7 +11,9 @@
 //! milliseconds, flags as 0/1, JSON as text. The only dialect difference is
 //! the job claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL); see [`jobs`].
 //! Migrations are kept per backend (`migrations/sqlite`, `migrations/postgres`)
-//! and describe the same schema.
+//! and describe the same schema. [`Store::connect_existing`] opens a database
+//! that must already hold a vault (offline commands create nothing) and
+//! [`backup`] takes consistent SQLite snapshots for `switchboard backup`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub mod agents;
 pub mod archive;
+pub mod backup;
 mod connections;
 pub mod events;
 mod flows;
@@ -59,6 +62,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// An offline command was pointed at a database that holds no vault.
+    #[error("{0}")]
+    NoVault(String),
 }
 
 impl StoreError {
@@ -66,15 +72,20 @@ impl StoreError {
     /// a busy SQLite file), as opposed to a bug or a constraint violation.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(e)) => {
-                let msg = e.message();
-                msg.contains("locked") || msg.contains("busy")
-            }
-            StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
-            ) => true,
+            StoreError::Database(e) => is_retryable_sqlx(e),
             _ => false,
         }
+    }
+}
+
+fn is_retryable_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => {
+            let msg = e.message();
+            msg.contains("locked") || msg.contains("busy")
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        _ => false,
     }
 }
 
@@ -99,6 +110,49 @@ impl Store {
     /// `sqlite://PATH` creates the file if needed; `postgres://` expects the
     /// database to exist.
     pub async fn connect(url: &str) -> Result<Store> {
+        let store = Self::open_pool(url, true).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Open a database that must already hold a switchboard vault, for the
+    /// offline commands (`vault rotate-key --offline`, `backup`, `restore`).
+    /// Creates nothing: a missing SQLite file, a database without the schema
+    /// or without a vault check value is [`StoreError::NoVault`]. The schema
+    /// is not migrated (a running daemon of another version may own it).
+    pub async fn connect_existing(url: &str) -> Result<Store> {
+        if let Some(path) = sqlite_path(url)
+            && !path.is_file()
+        {
+            return Err(StoreError::NoVault(format!(
+                "the database file {} does not exist",
+                path.display()
+            )));
+        }
+        let store = Self::open_pool(url, false).await?;
+        match store.vault_check().await {
+            Ok(Some(_)) => Ok(store),
+            Ok(None) => {
+                store.close().await;
+                Err(StoreError::NoVault(format!(
+                    "the database {} holds no vault (switchboard never started on it)",
+                    redact_url(url)
+                )))
+            }
+            Err(StoreError::Database(e)) if !is_retryable_sqlx(&e) => {
+                store.close().await;
+                Err(StoreError::NoVault(format!(
+                    "the database {} is not a switchboard database ({e})",
+                    redact_url(url)
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pool, without touching the schema. `create` lets SQLite create a
+    /// missing file.
+    async fn open_pool(url: &str, create: bool) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -111,8 +165,10 @@ impl Store {
             Backend::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_owned()
-                } else {
+                } else if create {
                     format!("{url}?mode=rwc")
+                } else {
+                    format!("{url}?mode=rw")
                 };
                 AnyPoolOptions::new()
                     .max_connections(4)
@@ -141,13 +197,11 @@ impl Store {
                     .await?
             }
         };
-        let store = Store {
+        Ok(Store {
             pool,
             backend,
             locks: Default::default(),
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -184,6 +238,19 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The file of a `sqlite://PATH` (or `sqlite:PATH`) URL, without its
+/// `?options`; `None` for other databases and in-memory SQLite.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 /// A URL with its password replaced, safe to show in errors and logs.
@@ -258,5 +325,19 @@ mod tests {
             "postgres://postgres@127.0.0.1/sb"
         );
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn finds_the_file_of_a_sqlite_url() {
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/sb/switchboard.db?mode=rwc"),
+            Some(std::path::PathBuf::from("/tmp/sb/switchboard.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:rel.db"),
+            Some(std::path::PathBuf::from("rel.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://db/sb"), None);
     }
 }

@@ -334,7 +334,8 @@ impl Store {
     pub async fn get_event(&self, id: i64) -> Result<Option<Event>> {
         let events = self
             .list_events(&crate::EventFilter {
-                after_id: Some(id - 1),
+                // Saturating: ids are positive, and `i64::MIN - 1` must not panic.
+                after_id: Some(id.saturating_sub(1)),
                 limit: 1,
                 ..Default::default()
             })

@@ -185,6 +185,7 @@ async fn run(database_url: Option<String>, events: usize) -> anyhow::Result<Stri
         .context("the bench rule does not load")?;
 
     let url = format!("http://{}/hooks/bench", running.addr);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let started = Instant::now();
     let accepted = futures::stream::iter(0..events)

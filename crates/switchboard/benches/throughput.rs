@@ -546,6 +546,7 @@ async fn measure_child(
 
     if connections > 0 {
         let token = token.context("serve printed no admin token")?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();
         for i in 0..connections {
             let response = client

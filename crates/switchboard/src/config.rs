@@ -27,6 +27,7 @@ const CONFIG_KEYS: &[&str] = &[
     "jobs",
     "events",
     "limits",
+    "http",
     "supervisor",
     "rules",
     "services",
@@ -50,6 +51,7 @@ pub struct Config {
     pub jobs: JobsSection,
     pub events: EventsSection,
     pub limits: LimitsSection,
+    pub http: HttpSection,
     pub supervisor: SupervisorSection,
     pub rules: RulesSection,
     /// Base URLs of external services, so the same code talks to the real
@@ -65,6 +67,9 @@ pub struct McpSection {
     /// Directories `upload_media` may read files from; none by default
     /// (agents then send the bytes as base64).
     pub media_dirs: Vec<PathBuf>,
+    /// How often a session re-checks its tool list besides on connection
+    /// events (default 10).
+    pub tools_recheck_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +81,9 @@ pub struct JobsSection {
     pub max_attempts: i64,
     pub retry_base_ms: u64,
     pub retry_cap_secs: u64,
+    /// How long a job may wait for its connection's re-authorization before
+    /// it is given up as `dead` (default 86400: 24 h).
+    pub reauth_expiry_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +101,33 @@ pub struct LimitsSection {
     /// Largest media file accepted by the media store (uploads are
     /// streamed to disk, not held in memory).
     pub media_bytes: u64,
+}
+
+/// Bounds of the HTTP server against slow or stalled clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Time a connection has to send a request's headers, from connecting
+    /// or from its previous response (so also the keep-alive idle time).
+    pub header_timeout_ms: u64,
+    /// Longest pause while a request body arrives; then 408.
+    pub body_timeout_ms: u64,
+    /// A connection moving no byte either way for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let limits = switchboard_api::HttpLimits::default();
+        HttpSection {
+            header_timeout_ms: limits.header_timeout.as_millis() as u64,
+            body_timeout_ms: limits.body_timeout.as_millis() as u64,
+            idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
+            max_connections: limits.max_connections,
+        }
+    }
 }
 
 /// The rules file.
@@ -136,6 +171,7 @@ impl Default for Config {
                 max_attempts: runtime.default_max_attempts,
                 retry_base_ms: jobs.retry_base.as_millis() as u64,
                 retry_cap_secs: jobs.retry_cap.as_secs(),
+                reauth_expiry_secs: jobs.reauth_expiry.as_secs(),
             },
             events: EventsSection {
                 retention_days: 7,
@@ -145,6 +181,7 @@ impl Default for Config {
                 body_bytes: 1024 * 1024,
                 media_bytes: runtime.media_max_bytes,
             },
+            http: HttpSection::default(),
             supervisor: SupervisorSection {
                 reconnect_min_ms: supervisor.reconnect_min.as_millis() as u64,
                 reconnect_max_ms: supervisor.reconnect_max.as_millis() as u64,
@@ -181,7 +218,36 @@ impl Default for SupervisorSection {
     }
 }
 
-/// The real services' base URLs; each can be pointed at a simulator.
+/// Endpoints whose default derives from another key (the base they live
+/// under at the real service): `(key, base key, path)`. Each can be set on
+/// its own, for a self-hosted OAuth proxy or a test authorization server.
+const DERIVED_SERVICES: &[(&str, &str, &str)] = &[
+    ("x_token", "x_api", "/2/oauth2/token"),
+    ("x_oauth1_request_token", "x_api", "/oauth/request_token"),
+    ("x_oauth1_authorize", "x_api", "/oauth/authorize"),
+    ("x_oauth1_access_token", "x_api", "/oauth/access_token"),
+    ("twitch_authorize", "twitch_id", "/oauth2/authorize"),
+    ("twitch_token", "twitch_id", "/oauth2/token"),
+    ("twitch_validate", "twitch_id", "/oauth2/validate"),
+];
+
+/// Every external endpoint: the configured ones over the defaults, with the
+/// derived endpoints (`x_token`, ...) filled in from their configured base
+/// unless set themselves.
+pub fn resolve_services(configured: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut services = default_services();
+    services.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (key, base, path) in DERIVED_SERVICES {
+        if !configured.contains_key(*key) {
+            let base = services[*base].trim_end_matches('/').to_owned();
+            services.insert((*key).to_owned(), format!("{base}{path}"));
+        }
+    }
+    services
+}
+
+/// The real services' base URLs; each can be pointed at a simulator. The
+/// endpoints derived from them are in `DERIVED_SERVICES`.
 pub fn default_services() -> BTreeMap<String, String> {
     [
         ("x_api", "https://api.x.com"),
@@ -217,9 +283,13 @@ pub struct Settings {
     pub log_format: String,
     pub runtime: RuntimeConfig,
     pub body_limit: usize,
+    /// The HTTP server's timeouts and connection cap.
+    pub http: switchboard_api::HttpLimits,
     pub services: BTreeMap<String, String>,
     /// Directories MCP `upload_media` may read files from.
     pub mcp_media_dirs: Vec<PathBuf>,
+    /// `mcp.tools_recheck_secs`, when set.
+    pub mcp_tools_recheck: Option<Duration>,
 }
 
 impl Settings {
@@ -296,12 +366,19 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        if self.jobs.reauth_expiry_secs < 1 {
+            return Err(ConfigError::Invalid {
+                field: "jobs.reauth_expiry_secs",
+                message: "must be at least 1 (seconds a job waits for a re-authorization)".into(),
+            });
+        }
         if !(1..=100).contains(&self.jobs.max_attempts) {
             return Err(ConfigError::Invalid {
                 field: "jobs.max_attempts",
                 message: "must be between 1 and 100".into(),
             });
         }
+        let http = self.http.resolve()?;
         if self.limits.media_bytes == 0 {
             return Err(ConfigError::Invalid {
                 field: "limits.media_bytes",
@@ -325,6 +402,7 @@ impl Config {
                 poll: Duration::from_millis(self.jobs.poll_ms.max(10)),
                 retry_base: Duration::from_millis(self.jobs.retry_base_ms.max(1)),
                 retry_cap: Duration::from_secs(self.jobs.retry_cap_secs.max(1)),
+                reauth_expiry: Duration::from_secs(self.jobs.reauth_expiry_secs),
                 exclusive_database: is_sqlite,
                 ..JobsConfig::default()
             },
@@ -337,8 +415,7 @@ impl Config {
                 file: self.rules.file.clone(),
             },
         };
-        let mut services = default_services();
-        services.extend(self.services);
+        let services = resolve_services(&self.services);
         Ok(Settings {
             data_dir: self.data_dir,
             listen,
@@ -347,8 +424,39 @@ impl Config {
             log_format: self.log_format,
             runtime,
             body_limit: self.limits.body_bytes.max(1024),
+            http,
             services,
             mcp_media_dirs: self.mcp.media_dirs,
+            mcp_tools_recheck: self
+                .mcp
+                .tools_recheck_secs
+                .map(|secs| Duration::from_secs(secs.max(1))),
+        })
+    }
+}
+
+impl HttpSection {
+    fn resolve(&self) -> Result<switchboard_api::HttpLimits, ConfigError> {
+        let timeout = |field: &'static str, ms: u64| {
+            if ms == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    message: "must be at least 1 (milliseconds)".into(),
+                });
+            }
+            Ok(Duration::from_millis(ms))
+        };
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid {
+                field: "http.max_connections",
+                message: "must be between 1 and 1000000".into(),
+            });
+        }
+        Ok(switchboard_api::HttpLimits {
+            header_timeout: timeout("http.header_timeout_ms", self.header_timeout_ms)?,
+            body_timeout: timeout("http.body_timeout_ms", self.body_timeout_ms)?,
+            idle_timeout: timeout("http.idle_timeout_ms", self.idle_timeout_ms)?,
+            max_connections: self.max_connections,
         })
     }
 }

@@ -14,8 +14,10 @@ use switchboard_api::ApiOptions;
 use switchboard_connector_echo::EchoConnector;
 use switchboard_connector_obs::ObsConnector;
 use switchboard_connector_system::{SystemConnector, WebhookConnector};
+use switchboard_connector_twitch::auth::IdEndpoints as TwitchIdEndpoints;
 use switchboard_connector_twitch::{TwitchConnector, TwitchEndpoints};
 use switchboard_connector_x::XConnector;
+use switchboard_connector_x::auth::AuthEndpoints as XAuthEndpoints;
 use switchboard_runtime::{Engine, Registry};
 use switchboard_store::{Store, StoreError, redact_url};
 use switchboard_vault::{KeySource, Opened, Vault, VaultError};
@@ -43,32 +45,46 @@ pub enum DaemonError {
     Start(String),
 }
 
-/// The connectors of this build, pointed at the configured services.
-pub fn registry(services: &BTreeMap<String, String>) -> Registry {
+/// The connectors of this build, pointed at the configured services; the
+/// echo test connector keeps its files under `<data_dir>/echo/`.
+pub fn registry(services: &BTreeMap<String, String>, data_dir: &Path) -> Registry {
+    let services = crate::config::resolve_services(services);
     let service = |name: &str| {
         services
             .get(name)
             .cloned()
-            .or_else(|| crate::config::default_services().remove(name))
             .expect("every service has a default")
     };
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(EchoConnector::new()))
+        .register(Arc::new(EchoConnector::with_data_dir(data_dir)))
         .expect("built-in connector manifests are valid");
     registry
-        .register(Arc::new(XConnector::new(
+        .register(Arc::new(XConnector::with_endpoints(
             &service("x_api"),
-            &service("x_authorize"),
+            XAuthEndpoints {
+                oauth2_authorize: service("x_authorize"),
+                oauth2_token: service("x_token"),
+                oauth1_request_token: service("x_oauth1_request_token"),
+                oauth1_authorize: service("x_oauth1_authorize"),
+                oauth1_access_token: service("x_oauth1_access_token"),
+            },
         )))
         .expect("built-in connector manifests are valid");
     registry
-        .register(Arc::new(TwitchConnector::new(TwitchEndpoints {
-            helix: service("twitch_helix"),
-            id: service("twitch_id"),
-            irc: service("twitch_irc"),
-            eventsub: service("twitch_eventsub"),
-        })))
+        .register(Arc::new(TwitchConnector::with_id_endpoints(
+            TwitchEndpoints {
+                helix: service("twitch_helix"),
+                id: service("twitch_id"),
+                irc: service("twitch_irc"),
+                eventsub: service("twitch_eventsub"),
+            },
+            TwitchIdEndpoints {
+                authorize: service("twitch_authorize"),
+                token: service("twitch_token"),
+                validate: service("twitch_validate"),
+            },
+        )))
         .expect("built-in connector manifests are valid");
     registry
         .register(Arc::new(SystemConnector::new()))
@@ -155,6 +171,9 @@ pub async fn open_store(settings: &Settings) -> Result<(Store, Option<fs::File>)
 pub fn mcp_config(settings: &Settings, public_url: &str) -> switchboard_mcp::McpConfig {
     let mut config = switchboard_mcp::McpConfig::new(public_url);
     config.media_dirs = settings.mcp_media_dirs.clone();
+    if let Some(recheck) = settings.mcp_tools_recheck {
+        config.tools_recheck = recheck;
+    }
     config
 }
 
@@ -166,6 +185,8 @@ pub struct Running {
     pub public_url: String,
     /// The admin token, when this start created it (first start only).
     pub new_admin_token: Option<SecretString>,
+    /// The web dashboard (mints the one-time login links `serve` prints).
+    pub dashboard: switchboard_dashboard::Dashboard,
     pub vault_opened: Opened,
     server: JoinHandle<()>,
     stop_server: CancellationToken,
@@ -179,7 +200,7 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
     let engine = Engine::new(
         store.clone(),
         Arc::new(vault),
-        registry(&settings.services),
+        registry(&settings.services, &settings.data_dir),
         settings.runtime.clone(),
     );
     let new_admin_token = switchboard_api::auth::bootstrap_admin_token(&store)
@@ -204,6 +225,12 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let stop_server = CancellationToken::new();
+    let dashboard = switchboard_dashboard::Dashboard::new(
+        engine.clone(),
+        switchboard_dashboard::DashboardOptions {
+            public_url: public_url.clone(),
+        },
+    );
     let router = switchboard_api::router(
         engine.clone(),
         ApiOptions {
@@ -213,20 +240,19 @@ pub async fn start(settings: &Settings) -> Result<Running, DaemonError> {
             shutdown: stop_server.clone(),
         },
     );
+    // The dashboard's pages and its session-checked proxy to the API.
+    let router = dashboard.router(router);
     let stop = stop_server.clone();
+    let limits = settings.http.clone();
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "HTTP server failed");
-        }
+        switchboard_api::serve(listener, router, limits, stop).await;
     });
     Ok(Running {
         engine,
         addr,
         public_url,
         new_admin_token,
+        dashboard,
         vault_opened,
         server,
         stop_server,

@@ -22,7 +22,11 @@ const DEMO_HOOK_BODY: &str = r#"{"hello":"webhook"}"#;
 pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
     config.data_dir = match data_dir {
-        Some(dir) => dir,
+        Some(dir) => {
+            // A dir that does not exist yet is created (mode 0700), as `serve` does.
+            daemon::prepare_data_dir(&dir)?;
+            dir
+        }
         None => {
             temp = tempfile::Builder::new()
                 .prefix("switchboard-demo-")
@@ -63,11 +67,12 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
     })
     .await
     .context("cannot start the OBS simulator")?;
-    // Sample rules, watched: edit the file while the demo runs.
+    // Sample rules, watched: edit the file while the demo runs. They name
+    // the demo's connections, so on a first run the file is written once
+    // those exist (below); written now, the daemon would start by reporting
+    // every sample rule invalid (two ERROR lines) before the demo fixed it.
     let rules_file = config.data_dir.join("rules.yaml");
-    if !rules_file.exists() {
-        std::fs::write(&rules_file, SAMPLE_RULES).context("cannot write the sample rules")?;
-    }
+    let write_sample_rules = !rules_file.exists();
     config.rules.file = Some(rules_file.clone());
     let settings = config.resolve()?;
     daemon::init_logging(&settings.log_format);
@@ -252,6 +257,9 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
         })
         .await?;
     // The sample rules name the connections created above.
+    if write_sample_rules {
+        std::fs::write(&rules_file, SAMPLE_RULES).context("cannot write the sample rules")?;
+    }
     engine
         .reload_rules_file()
         .await
@@ -267,6 +275,8 @@ pub async fn run(mut config: Config, data_dir: Option<PathBuf>) -> anyhow::Resul
     let url = format!("http://{}", running.addr);
     println!(
         r#"
+dashboard: open {login_link} to sign in (one-time link, valid 10 minutes)
+
 switchboard demo is running at {url}
   data dir:   {data_dir} (throwaway unless --data-dir was given)
   token:      {token}
@@ -312,6 +322,7 @@ file.created; send a signed webhook (HMAC-SHA256 of the body, GitHub style):
 Press Ctrl-C to stop.
 demo ready"#,
         data_dir = settings.data_dir.display(),
+        login_link = running.dashboard.login_link(),
         token = token.expose_secret(),
         x_id = x_demo.connection.id,
         x_url = x_sim.base_url(),

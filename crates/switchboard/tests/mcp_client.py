@@ -3,7 +3,10 @@
 Uses the official Python `mcp` SDK against a running switchboard daemon, over
 stdio (`switchboard mcp`, relaying to the daemon) or streamable HTTP (`/mcp`),
 in the SDK's default mode (2026-07-28, `server/discover`) or its legacy
-`initialize` mode. Argument: a JSON object (see mcp.rs). Every check is an
+`initialize` mode. Argument: a JSON object (see mcp.rs); its `scenario` is
+`everything` (the default: every tool and transport check) or `accounts`
+(per-account answers when one account needs re-authorization, argument
+errors, removal notifications, a clean session close). Every check is an
 assertion here; the last line printed is a JSON summary for the Rust side.
 """
 
@@ -140,5 +143,67 @@ async def run(config):
     print(json.dumps(summary))
 
 
+async def accounts(config):
+    """The owner over legacy streamable HTTP: a post on two X accounts, one
+    of which needs re-authorization; argument errors; a removed connection."""
+    admin = httpx2.AsyncClient(base_url=config["url"] + "/api/v1", headers={"Authorization": f"Bearer {config['admin_token']}"})
+    changed = asyncio.Event()
+
+    async def on_message(message):
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    server = streamable_http_client(
+        config["url"] + "/mcp",
+        http_client=httpx2.AsyncClient(headers={"Authorization": f"Bearer {config['admin_token']}"}, timeout=60),
+    )
+    summary = {}
+    async with Client(server, mode="legacy", message_handler=on_message, read_timeout_seconds=WAIT) as client:
+        # One account posts, the other answers at once: reconnect it.
+        posted = await client.call_tool("x_post", {"text": "to both", "connections": [config["x_ok"], config["x_reauth"]]})
+        assert not posted.is_error, text_of(posted) or posted
+        results = {r["account"]: r for r in posted.structured_content["results"]}
+        ok, reauth = results[config["x_ok"]], results[config["x_reauth"]]
+        assert ok["state"] == "succeeded", ok
+        summary["post_id"] = ok["result"]["id"]
+        assert reauth["state"] == "needs_reauth", reauth
+        assert reauth["error"].startswith("needs_reauth: reconnect this account"), reauth
+        assert reauth["queued"] is False and "job_id" not in reauth, reauth
+        assert reauth["authorize_url"].startswith("http"), reauth
+        summary["authorize_url"] = reauth["authorize_url"]
+
+        # Only the account that needs re-authorization: an error, at once.
+        alone = await client.call_tool("x_post", {"text": "only there", "account": config["x_reauth"]})
+        assert alone.is_error, alone
+        assert alone.structured_content["results"][0]["state"] == "needs_reauth", alone
+
+        # Argument errors name the argument.
+        unknown = await client.call_tool("x_post", {"text": "hi", "account": config["x_ok"], "colour": "red"})
+        assert unknown.is_error and "`colour`" in text_of(unknown), text_of(unknown)
+        assert "anyOf" not in text_of(unknown) and "`params`" not in text_of(unknown), text_of(unknown)
+        missing = await client.call_tool("x_post", {})
+        assert missing.is_error and "`text`" in text_of(missing), text_of(missing)
+        assert "anyOf" not in text_of(missing), text_of(missing)
+        summary["argument_errors"] = [text_of(unknown), text_of(missing)]
+
+        # A removed connection is announced at once (the periodic recheck is
+        # set to an hour by the test).
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "echo_say" in names, sorted(names)
+        reply = await admin.delete(f"/connections/{config['echo_id']}")
+        assert reply.status_code == 204, reply.text
+        await asyncio.wait_for(changed.wait(), WAIT)
+        names = {tool.name for tool in (await client.list_tools(cache_mode="refresh")).tools}
+        assert "echo_say" not in names, sorted(names)
+        summary["list_changed"] = True
+    # Leaving the block closed the session (HTTP DELETE); the SDK warns on
+    # stderr if the answer is not what it expects.
+    print(json.dumps(summary))
+
+
 if __name__ == "__main__":
-    asyncio.run(run(json.loads(sys.argv[1])))
+    config = json.loads(sys.argv[1])
+    if config.get("scenario") == "accounts":
+        asyncio.run(accounts(config))
+    else:
+        asyncio.run(run(config))

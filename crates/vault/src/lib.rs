@@ -2,7 +2,8 @@
 //!
 //! * One **master key** per installation (32 random bytes) lives outside the
 //!   database: in `master.key` in the data directory (mode 0600, created on
-//!   first start) or in `SWITCHBOARD_MASTER_KEY`.
+//!   first start) or in `SWITCHBOARD_MASTER_KEY`. Like ssh with a private
+//!   key, a key file that group or others may read is refused.
 //! * Each connection has its own **data key**, stored in the database wrapped
 //!   (encrypted) by the master key. Deleting a connection deletes its data
 //!   key, so copies of its old rows can no longer be read.
@@ -64,6 +65,11 @@ pub enum VaultError {
         "the master key is malformed: {0}. It must be 32 bytes in standard base64 (44 characters)."
     )]
     MalformedKey(String),
+    #[error(
+        "the master key file {path} is readable by others (mode {mode:04o}); it opens every secret in the vault. \
+         Run `chmod 600 {path}` (and check who may have read it), then start again."
+    )]
+    KeyFileTooOpen { path: PathBuf, mode: u32 },
     #[error("cannot read or write the master key file {path}: {message}")]
     KeyFile { path: PathBuf, message: String },
     #[error(
@@ -156,13 +162,39 @@ impl MasterKey {
             .map_err(fail)
     }
 
+    /// Read a key file. Like ssh with a private key, refuses a file that
+    /// its group or others may read or write (see [`VaultError::KeyFileTooOpen`]).
     pub fn read_file(path: &Path) -> Result<MasterKey> {
+        refuse_open_permissions(path)?;
         let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| VaultError::KeyFile {
             path: path.to_owned(),
             message: e.to_string(),
         })?);
         MasterKey::from_base64(&text)
     }
+}
+
+/// A key file must be private to its owner: no bit for group or others.
+#[cfg(unix)]
+fn refuse_open_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = fs::metadata(path).map_err(|e| VaultError::KeyFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(VaultError::KeyFileTooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_open_permissions(_path: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// 32 bytes from the operating system's CSPRNG.
@@ -501,6 +533,19 @@ impl Vault {
     }
 }
 
+/// Refuse `key` unless it opens the vault in `store`, exactly as a start
+/// with that key would ([`VaultError::WrongMasterKey`] naming `source_name`).
+/// For `restore` and `backup --with-key`, which check a key without opening
+/// the vault for use.
+pub async fn check_key(store: &Store, key: &MasterKey, source_name: &str) -> Result<()> {
+    match store.vault_check().await? {
+        Some(check) if key.opens(&check) => Ok(()),
+        _ => Err(VaultError::WrongMasterKey {
+            source_name: source_name.to_owned(),
+        }),
+    }
+}
+
 /// Re-wrap every data key of the vault in `store` from `old` to `new` (one
 /// transaction). For offline rotation of a key given by the environment.
 pub async fn rewrap_all(store: &Store, old: &MasterKey, new: &MasterKey) -> Result<usize> {
@@ -629,6 +674,36 @@ mod tests {
             matches!(refused, VaultError::WrongMasterKey { .. }),
             "{refused}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused_and_a_new_one_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        MasterKey::generate().write_new_file(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new key file is private");
+        MasterKey::read_file(&path).unwrap();
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = MasterKey::read_file(&path).err().unwrap();
+        assert!(
+            matches!(err, VaultError::KeyFileTooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("mode 0644"), "{text}");
+        assert!(
+            text.contains(&format!("chmod 600 {}", path.display())),
+            "{text}"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(MasterKey::read_file(&path).is_err(), "group-readable too");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        MasterKey::read_file(&path).unwrap();
     }
 
     #[tokio::test]

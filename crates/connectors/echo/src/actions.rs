@@ -20,7 +20,10 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub(crate) fn open(path: &str) -> std::io::Result<Recorder> {
+    pub(crate) fn open(path: &std::path::Path) -> std::io::Result<Recorder> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Recorder {
             file: Mutex::new(file),

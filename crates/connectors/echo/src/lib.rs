@@ -12,6 +12,10 @@
 //!   work and failures) and appends one line per execution to `record_file`,
 //!   so a test can count executions across crashes; `echo.probe` calls the
 //!   probe URL again with the current token.
+//! * **Files it may write**: `record_file` is a relative path resolved under
+//!   `<data_dir>/echo/`. Absolute paths and `..` are refused when the
+//!   settings are checked, so the admin API cannot use the echo connector to
+//!   create or append to any other file of the machine.
 //!
 //! Files: `auth.rs` (the probe), `actions.rs`, `triggers.rs`, as in every
 //! connector.
@@ -20,6 +24,7 @@ mod actions;
 mod auth;
 mod triggers;
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,7 +58,7 @@ fn manifest() -> ConnectorManifest {
             "additionalProperties": false,
             "properties": {
                 "greeting": {"type": "string", "maxLength": 200, "description": "Prefix of every answer."},
-                "record_file": {"type": "string", "minLength": 1, "description": "File that gets one line per action execution (job id, attempt)."},
+                "record_file": {"type": "string", "minLength": 1, "maxLength": 255, "description": "File that gets one line per action execution (job id, attempt): a relative path such as `executions.log`, kept under the daemon's `<data_dir>/echo/` folder (absolute paths and `..` are refused)."},
                 "work_ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Simulated work per action, in milliseconds."},
                 "probe_url": {"type": "string", "pattern": "^https?://", "description": "URL fetched with the token on connect; 401/403 means the token was rejected."},
                 "heartbeat_ms": {"type": "integer", "minimum": 100, "maximum": 86400000, "description": "Emit echo.heartbeat this often."}
@@ -103,30 +108,83 @@ fn manifest() -> ConnectorManifest {
 pub struct EchoConnector {
     manifest: ConnectorManifest,
     http: reqwest::Client,
+    /// Where `record_file`s live (`<data_dir>/echo`); `None` refuses them.
+    record_dir: Option<PathBuf>,
 }
 
 impl Default for EchoConnector {
     fn default() -> Self {
+        // reqwest is built without a bundled TLS provider (ring instead of aws-lc:
+        // a much lighter build); install it once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         EchoConnector {
             manifest: manifest(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .expect("a default HTTP client builds"),
+            record_dir: None,
         }
     }
 }
 
 impl EchoConnector {
+    /// An echo connector that writes no files (`record_file` is refused).
     pub fn new() -> EchoConnector {
         EchoConnector::default()
     }
+
+    /// An echo connector whose `record_file`s live under
+    /// `<data_dir>/echo/`.
+    pub fn with_data_dir(data_dir: &Path) -> EchoConnector {
+        EchoConnector {
+            record_dir: Some(data_dir.join("echo")),
+            ..EchoConnector::default()
+        }
+    }
+
+    /// The file a `record_file` setting names, under the record folder.
+    fn record_path(&self, record_file: &str) -> Result<PathBuf, String> {
+        check_record_file(record_file)?;
+        match &self.record_dir {
+            Some(dir) => Ok(dir.join(record_file)),
+            None => Err(
+                "this echo connector was built without a data dir; leave `record_file` unset"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A `record_file` must stay inside the record folder: relative, made of
+/// plain names only (no root, no `..`).
+fn check_record_file(record_file: &str) -> Result<(), String> {
+    let path = Path::new(record_file);
+    let plain = path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain || path.file_name().is_none() {
+        return Err(format!(
+            "`{record_file}` is not allowed: give a file name relative to the data dir's `echo/` folder, such as `executions.log` (no leading `/`, no `..`)"
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl Connector for EchoConnector {
     fn manifest(&self) -> &ConnectorManifest {
         &self.manifest
+    }
+
+    fn check_settings(&self, settings: &Value) -> Result<(), Vec<(String, String)>> {
+        match settings.get("record_file").and_then(Value::as_str) {
+            Some(record_file) => self
+                .record_path(record_file)
+                .map(|_| ())
+                .map_err(|message| vec![("record_file".to_owned(), message)]),
+            None => Ok(()),
+        }
     }
 
     async fn connect(&self, ctx: RuntimeContext) -> Result<Arc<dyn Session>, ConnectorError> {
@@ -136,9 +194,17 @@ impl Connector for EchoConnector {
         let probe = auth::Probe::new(self.http.clone(), settings.probe_url.clone(), token);
         probe.check().await?;
         let recorder = match &settings.record_file {
-            Some(path) => Some(actions::Recorder::open(path).map_err(|e| {
-                ConnectorError::Misconfigured(format!("cannot open record_file `{path}`: {e}"))
-            })?),
+            Some(record_file) => {
+                let path = self
+                    .record_path(record_file)
+                    .map_err(|e| ConnectorError::Misconfigured(format!("record_file: {e}")))?;
+                Some(actions::Recorder::open(&path).map_err(|e| {
+                    ConnectorError::Misconfigured(format!(
+                        "cannot open record_file `{}`: {e}",
+                        path.display()
+                    ))
+                })?)
+            }
             None => None,
         };
         Ok(Arc::new(EchoSession {
@@ -178,5 +244,60 @@ impl Session for EchoSession {
                 message: format!("echo has no action `{other}`"),
             }),
         }
+    }
+
+    /// The probe, called again with the current token (when there is one).
+    async fn check(&self) -> Result<Value, ActionError> {
+        match self.probe.call().await {
+            None => Ok(serde_json::json!({ "probe": "no probe_url set: nothing to check" })),
+            result => Ok(serde_json::json!({ "status": auth::Probe::as_action_result(result)? })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(connector: &EchoConnector, record_file: &str) -> String {
+        let problems = connector
+            .check_settings(&json!({ "record_file": record_file }))
+            .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "record_file");
+        problems[0].1.clone()
+    }
+
+    #[test]
+    fn record_files_stay_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = EchoConnector::with_data_dir(dir.path());
+        for outside in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "logs/../../../tmp/x",
+            "..",
+            ".",
+            "",
+        ] {
+            let message = refused(&connector, outside);
+            assert!(message.contains("echo/"), "{outside}: {message}");
+        }
+        assert_eq!(
+            connector.check_settings(&json!({ "record_file": "executions.log" })),
+            Ok(())
+        );
+        assert_eq!(
+            connector.record_path("runs/a.log").unwrap(),
+            dir.path().join("echo").join("runs/a.log")
+        );
+    }
+
+    #[test]
+    fn without_a_data_dir_no_file_is_written() {
+        let message = refused(&EchoConnector::new(), "executions.log");
+        assert!(message.contains("leave `record_file` unset"), "{message}");
+        assert_eq!(EchoConnector::new().check_settings(&json!({})), Ok(()));
     }
 }

@@ -339,6 +339,19 @@ impl ObsSession {
         }))
     }
 
+    /// `GetVersion`: the read-only check of `switchboard connections test`.
+    pub(crate) async fn version(&self) -> Result<Value, ActionError> {
+        let version = self
+            .send("GetVersion", None)
+            .await?
+            .map_err(|refusal| refusal.into_error(None))?;
+        Ok(json!({
+            "obs_version": version["obsVersion"],
+            "obs_websocket_version": version["obsWebSocketVersion"],
+            "platform": version["platformDescription"],
+        }))
+    }
+
     pub(crate) async fn raw_request(&self, call: &ActionCall) -> Result<Value, ActionError> {
         let p: RawRequest = params(call)?;
         let data = self

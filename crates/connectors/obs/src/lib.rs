@@ -21,7 +21,8 @@
 //! `connect` opens the socket and identifies; `run` publishes events until
 //! the socket ends. When OBS quits, crashes or goes silent, `run` returns
 //! `Unavailable` and the supervisor reconnects with exponential backoff and
-//! jitter (status `error` with the reason, then `connecting`, then
+//! jitter, capped at `reconnect_max_ms` (default 1 s, so a restarted OBS is
+//! connected within about a second of its port answering) (status `error` with the reason, then `connecting`, then
 //! `connected`); jobs wait meanwhile and run when OBS is back. A request cut
 //! off mid-flight is a transient job error: the job is retried. A kick
 //! (4011) or a wrong password ends in `error` without retrying, until the
@@ -62,6 +63,9 @@ pub struct ObsSettings {
     pub tls: bool,
     pub request_timeout_ms: u64,
     pub keepalive_ms: u64,
+    /// The longest wait between reconnect attempts (see
+    /// [`Connector::reconnect_max`]).
+    pub reconnect_max_ms: u64,
 }
 
 impl Default for ObsSettings {
@@ -72,6 +76,7 @@ impl Default for ObsSettings {
             tls: false,
             request_timeout_ms: 10_000,
             keepalive_ms: 5_000,
+            reconnect_max_ms: DEFAULT_RECONNECT_MAX_MS,
         }
     }
 }
@@ -92,6 +97,10 @@ impl ObsSettings {
         Duration::from_millis(self.request_timeout_ms.max(1))
     }
 }
+
+/// OBS usually runs on the same machine and restarts in seconds: try again
+/// at least once a second, however long it was away.
+pub const DEFAULT_RECONNECT_MAX_MS: u64 = 1_000;
 
 /// The secret holding the websocket password.
 pub const PASSWORD_SECRET: &str = "password";
@@ -122,7 +131,8 @@ fn manifest() -> ConnectorManifest {
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "OBS's WebSocket server port (default 4455; OBS: Tools → WebSocket Server Settings)."},
                 "tls": {"type": "boolean", "description": "Connect with wss:// (OBS behind a TLS proxy). OBS itself serves plain ws://. Default false."},
                 "request_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 120000, "description": "How long one request may wait for OBS's answer (default 10000)."},
-                "keepalive_ms": {"type": "integer", "minimum": 50, "maximum": 600000, "description": "Ping interval. OBS silent for 2 intervals: degraded; for 4: reconnect. Default 5000."}
+                "keepalive_ms": {"type": "integer", "minimum": 50, "maximum": 600000, "description": "Ping interval. OBS silent for 2 intervals: degraded; for 4: reconnect. Default 5000."},
+                "reconnect_max_ms": {"type": "integer", "minimum": 100, "maximum": 3600000, "description": "Longest wait between reconnect attempts while OBS is away, so a restarted OBS is connected within this long of its port answering (default 1000; the daemon's supervisor.reconnect_max_ms does not apply to OBS)."}
             }
         }),
         secrets: vec![SecretSpec {
@@ -322,6 +332,15 @@ impl Connector for ObsConnector {
         &self.manifest
     }
 
+    fn reconnect_max(&self, settings: &Value) -> Option<Duration> {
+        // Settings that do not parse are refused before they are stored; fall
+        // back to the default rather than the daemon's longer cap.
+        let max_ms = serde_json::from_value::<ObsSettings>(settings.clone())
+            .map(|s| s.reconnect_max_ms)
+            .unwrap_or(DEFAULT_RECONNECT_MAX_MS);
+        Some(Duration::from_millis(max_ms.max(1)))
+    }
+
     async fn connect(&self, ctx: RuntimeContext) -> Result<Arc<dyn Session>, ConnectorError> {
         let settings: ObsSettings = serde_json::from_value(ctx.settings.clone())
             .map_err(|e| ConnectorError::Misconfigured(format!("obs settings: {e}")))?;
@@ -413,5 +432,10 @@ impl Session for ObsSession {
                 message: format!("obs has no action `{other}`"),
             }),
         }
+    }
+
+    /// OBS answers `GetVersion`.
+    async fn check(&self) -> Result<Value, ActionError> {
+        self.version().await
     }
 }

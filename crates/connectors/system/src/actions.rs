@@ -126,6 +126,7 @@ pub(crate) async fn http_request(allow: &Allowlist, params: &Value) -> Result<Va
     let timeout = Duration::from_millis(request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
     // One client per request, pinned to the addresses just checked: no
     // second lookup, no redirect to somewhere unchecked, no proxy.
+    let _ = rustls::crypto::ring::default_provider().install_default(); // no bundled TLS provider: ring, once
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

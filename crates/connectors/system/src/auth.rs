@@ -217,23 +217,25 @@ pub fn verify_standard_webhooks(
             "the timestamp is not a number of seconds since 1970",
         )
     })?;
-    if timestamp < now - tolerance_secs {
+    // Saturating: the header may hold any i64, and `now - i64::MIN`
+    // overflows.
+    if timestamp < now.saturating_sub(tolerance_secs) {
         return Err(Refusal::new(
             Check::Timestamp,
             "webhook-timestamp",
             format!(
                 "the delivery is {}s old; this hook accepts at most {tolerance_secs}s",
-                now - timestamp
+                now.saturating_sub(timestamp)
             ),
         ));
     }
-    if timestamp > now + tolerance_secs {
+    if timestamp > now.saturating_add(tolerance_secs) {
         return Err(Refusal::new(
             Check::Timestamp,
             "webhook-timestamp",
             format!(
                 "the delivery is dated {}s ahead; this hook accepts at most {tolerance_secs}s (check the sender's clock)",
-                timestamp - now
+                timestamp.saturating_sub(now)
             ),
         ));
     }
@@ -367,6 +369,34 @@ mod tests {
             assert_eq!(
                 (refusal.check, refusal.field.as_str()),
                 (Check::Header, name)
+            );
+        }
+    }
+
+    /// Found by the `webhook_signature` fuzz target: a timestamp at either
+    /// end of i64 overflowed the age arithmetic (a panic in debug builds, a
+    /// wrapped age in release ones). It is a stale or future delivery.
+    #[test]
+    fn extreme_timestamps_are_refused_not_overflowed() {
+        let key = standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let now = 1_767_225_600;
+        for (timestamp, tolerance) in [
+            (i64::MIN.to_string(), 300),
+            (i64::MAX.to_string(), 300),
+            (i64::MIN.to_string(), i64::MAX),
+            (" -9223372036854775808 ".to_owned(), 86_400),
+        ] {
+            let headers = StandardHeaders {
+                id: Some("msg"),
+                timestamp: Some(&timestamp),
+                signature: Some("v1,AAAA"),
+            };
+            let refusal =
+                verify_standard_webhooks(&key, headers, b"{}", now, tolerance).unwrap_err();
+            assert_eq!(
+                (refusal.check, refusal.field.as_str()),
+                (Check::Timestamp, "webhook-timestamp"),
+                "{timestamp} with tolerance {tolerance}"
             );
         }
     }

@@ -11,7 +11,10 @@
 //!     that is missing or disappears makes the connection `degraded` until
 //!     it is back; nothing crashes.
 //!   - `hotkeys`: global hotkeys (`hotkeys.rs`, cargo feature `hotkeys`,
-//!     X11 on Linux), fired as `hotkey.pressed`.
+//!     X11 on Linux), fired as `hotkey.pressed`; more can be registered at
+//!     run time with the actions `system.hotkey_register` and
+//!     `system.hotkey_unregister` (hotkey builds only; they are kept in the
+//!     connection's durable state and survive restarts).
 //!   - actions `system.http_request` (to hosts in `http_allow` only, see
 //!     `client.rs`), `system.log`, `system.delay` (`actions.rs`).
 //! * **`webhook`** (`webhook.rs`): one connection per hook, received at
@@ -99,6 +102,50 @@ fn name_schema() -> Value {
 }
 
 fn manifest() -> ConnectorManifest {
+    let mut manifest = base_manifest();
+    // Only builds that can grab hotkeys offer the actions that do.
+    if HOTKEYS_SUPPORTED {
+        manifest.actions.extend(hotkey_actions());
+    }
+    manifest
+}
+
+/// `system.hotkey_register` and `system.hotkey_unregister`.
+fn hotkey_actions() -> Vec<ActionSpec> {
+    let hotkey_result = json!({
+        "type": "object",
+        "properties": {"hotkey": {"type": "string"}, "keys": {"type": "string"}, "registered": {"type": "boolean"}, "removed": {"type": "boolean"}}
+    });
+    vec![
+        ActionSpec {
+            name: "system.hotkey_register".into(),
+            description: "Grab a global hotkey on this machine until it is unregistered: each press fires hotkey.pressed with this name, like the hotkeys in the connection's settings. Kept across restarts of the connection and the daemon. Registering a name again replaces its keys. Needs an X11 desktop session.".into(),
+            params_schema: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "keys"],
+                "properties": {
+                    "name": name_schema(),
+                    "keys": {"type": "string", "minLength": 1, "maxLength": 100, "description": "Such as `ctrl+shift+F9` or `alt+KeyS`."}
+                }
+            }),
+            result_schema: hotkey_result.clone(),
+        },
+        ActionSpec {
+            name: "system.hotkey_unregister".into(),
+            description: "Release a hotkey registered with system.hotkey_register (hotkeys of the settings are changed in the settings). `removed` is false when no hotkey had that name.".into(),
+            params_schema: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name"],
+                "properties": {"name": name_schema()}
+            }),
+            result_schema: hotkey_result,
+        },
+    ]
+}
+
+fn base_manifest() -> ConnectorManifest {
     ConnectorManifest {
         name: "system".into(),
         display_name: "This machine".into(),
@@ -386,6 +433,8 @@ impl Connector for SystemConnector {
             settings,
             allow,
             watchers,
+            #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+            hotkeys: hotkeys::RuntimeHotkeys::new(),
             ctx,
         }))
     }
@@ -423,6 +472,9 @@ struct SystemSession {
     allow: client::Allowlist,
     /// Watches started by `connect`, taken by `run`.
     watchers: std::sync::Mutex<Vec<Option<triggers::Watcher>>>,
+    /// Hotkeys registered by actions, and where every press arrives.
+    #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+    hotkeys: hotkeys::RuntimeHotkeys,
     ctx: RuntimeContext,
 }
 
@@ -430,7 +482,15 @@ struct SystemSession {
 impl Session for SystemSession {
     async fn run(&self, cancel: CancellationToken) -> Result<(), ConnectorError> {
         let started = std::mem::take(&mut *self.watchers.lock().expect("watchers poisoned"));
-        triggers::run(&self.ctx, &self.settings, started, cancel).await
+        triggers::run(
+            &self.ctx,
+            &self.settings,
+            started,
+            #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+            &self.hotkeys,
+            cancel,
+        )
+        .await
     }
 
     async fn invoke(&self, call: ActionCall) -> Result<Value, ActionError> {
@@ -438,10 +498,60 @@ impl Session for SystemSession {
             "system.http_request" => actions::http_request(&self.allow, &call.params).await,
             "system.log" => actions::log(&self.ctx.connection_id, &call.params),
             "system.delay" => actions::delay(&call.params).await,
+            #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+            "system.hotkey_register" => {
+                self.hotkeys
+                    .register(self.ctx.env.as_ref(), &self.settings.hotkeys, &call.params)
+                    .await
+            }
+            #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+            "system.hotkey_unregister" => {
+                self.hotkeys
+                    .unregister(self.ctx.env.as_ref(), &self.settings.hotkeys, &call.params)
+                    .await
+            }
             other => Err(ActionError::InvalidParams {
                 field: "action".into(),
                 message: format!("system has no action `{other}`"),
             }),
+        }
+    }
+
+    /// The local machine has no service to ask: its check is the settings
+    /// check, run again (watched paths and the like may have changed).
+    async fn check(&self) -> Result<Value, ActionError> {
+        settings_checked(
+            check_system_settings(&self.settings),
+            serde_json::json!({ "settings": "valid" }),
+        )
+    }
+}
+
+/// The answer of a settings-only check: `ok`, or every problem named.
+fn settings_checked(problems: Vec<(String, String)>, ok: Value) -> Result<Value, ActionError> {
+    if problems.is_empty() {
+        return Ok(ok);
+    }
+    let problems: Vec<String> = problems
+        .iter()
+        .map(|(field, message)| format!("settings.{field}: {message}"))
+        .collect();
+    Err(ActionError::Permanent(problems.join("; ")))
+}
+
+#[cfg(test)]
+mod hotkey_manifest_tests {
+    use super::*;
+
+    #[test]
+    fn hotkey_actions_are_offered_only_by_builds_that_can_grab_hotkeys() {
+        let manifest = manifest();
+        for action in ["system.hotkey_register", "system.hotkey_unregister"] {
+            assert_eq!(
+                manifest.action(action).is_some(),
+                HOTKEYS_SUPPORTED,
+                "{action}"
+            );
         }
     }
 }

@@ -158,6 +158,8 @@ pub(crate) async fn run(
     ctx: &RuntimeContext,
     settings: &SystemSettings,
     started: Vec<Option<Watcher>>,
+    #[cfg(all(feature = "hotkeys", target_os = "linux"))]
+    runtime_hotkeys: &crate::hotkeys::RuntimeHotkeys,
     cancel: CancellationToken,
 ) -> Result<(), ConnectorError> {
     let health = Arc::new(Health::new(ctx.env.clone()));
@@ -181,15 +183,15 @@ pub(crate) async fn run(
             cancel.clone(),
         )));
     }
+    // Always, in hotkey builds: `system.hotkey_register` may add one later.
     #[cfg(all(feature = "hotkeys", target_os = "linux"))]
-    if !settings.hotkeys.is_empty() {
-        tasks.push(Box::pin(crate::hotkeys::run(
-            ctx.env.clone(),
-            health.clone(),
-            &settings.hotkeys,
-            cancel.clone(),
-        )));
-    }
+    tasks.push(Box::pin(crate::hotkeys::run(
+        ctx.env.clone(),
+        health.clone(),
+        &settings.hotkeys,
+        runtime_hotkeys,
+        cancel.clone(),
+    )));
     if tasks.is_empty() {
         cancel.cancelled().await;
     } else {

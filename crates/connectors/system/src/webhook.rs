@@ -214,7 +214,7 @@ impl Connector for WebhookConnector {
                 })?;
             }
         }
-        Ok(Arc::new(WebhookSession))
+        Ok(Arc::new(WebhookSession { settings }))
     }
 
     fn check_settings(&self, settings: &Value) -> Result<(), Vec<(String, String)>> {
@@ -259,7 +259,9 @@ impl Connector for WebhookConnector {
     }
 }
 
-struct WebhookSession;
+struct WebhookSession {
+    settings: WebhookSettings,
+}
 
 #[async_trait]
 impl Session for WebhookSession {
@@ -268,6 +270,18 @@ impl Session for WebhookSession {
             field: "action".into(),
             message: format!("webhook has no action `{}`", call.action),
         })
+    }
+
+    /// A hook has no service to ask: its check is the settings check.
+    async fn check(&self) -> Result<Value, ActionError> {
+        crate::settings_checked(
+            check_webhook_settings(&self.settings),
+            serde_json::json!({
+                "settings": "valid",
+                "receives_at": format!("/hooks/{}", self.settings.name),
+                "auth": self.settings.auth,
+            }),
+        )
     }
 }
 

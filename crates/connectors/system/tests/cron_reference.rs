@@ -3,7 +3,7 @@
 //! of them around daylight-saving changes in named zones.
 //!
 //! Needs `python3` with `croniter` (`python3 -m pip install croniter`; CI's
-//! `.ci/run` installs it).
+//! `./test` installs it into `.venv`).
 //!
 //! One difference is by design and asserted exactly: in the hour a clock
 //! repeats in autumn, croniter fires a fixed-time slot (`30 1 * * *`) on both

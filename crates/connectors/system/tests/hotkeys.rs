@@ -1,6 +1,6 @@
 //! Global hotkeys on a real X server: Xvfb, with key presses sent by
 //! xdotool. Built only with `--features hotkeys` on Linux; needs `Xvfb` and
-//! `xdotool` (Debian: `apt-get install xvfb xdotool`; CI's `.ci/run` runs
+//! `xdotool` (Debian: `apt-get install xvfb xdotool`; `./test` runs
 //! this test when both are there).
 #![cfg(all(feature = "hotkeys", target_os = "linux"))]
 

@@ -3,7 +3,8 @@
 //!
 //! # Parsing
 //!
-//! [`parse_tags`] and [`chat_message_payload`] are pure. The line grammar
+//! [`parse_tags`], [`chat_message_payload`] and [`is_own_message`] (the
+//! account's own messages are marked `is_self`) are pure. The line grammar
 //! and tag unescaping (`\s \: \\ \r \n`, a lone trailing `\` dropped, any
 //! other escaped character kept as itself, a tag without a value is `""`)
 //! come from `twitch-irc`'s `IRCMessage`, the maintained parser. The
@@ -199,6 +200,19 @@ pub fn chat_message_payload(raw_line: &str) -> Result<Value, ChatParseError> {
         "reply": reply,
         "sent_at": sent_at(tags),
     }))
+}
+
+/// Whether a `twitch.chat.message` payload is the connected account's own
+/// message: Twitch delivers what the account says (through Helix or another
+/// client) like anyone's, and a rule that answers every message would answer
+/// itself. By user id when the line carries one, else by login.
+pub fn is_own_message(payload: &Value, user_id: &str, login: &str) -> bool {
+    match payload["user_id"].as_str() {
+        Some(id) => id == user_id,
+        None => payload["user_login"]
+            .as_str()
+            .is_some_and(|l| l.eq_ignore_ascii_case(login)),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -505,6 +519,19 @@ mod tests {
                 "thread_parent_msg_id": "m1"
             })
         );
+    }
+
+    #[test]
+    fn the_accounts_own_messages_are_told_apart() {
+        let ours = chat_message_payload(
+            "@user-id=42;id=m1 :simbot!simbot@simbot.tmi.twitch.tv PRIVMSG #simstreamer :hi",
+        )
+        .unwrap();
+        assert!(is_own_message(&ours, "42", "simbot"));
+        assert!(!is_own_message(&ours, "43", "simbot"), "the id decides");
+        let untagged = chat_message_payload(":SimBot!simbot@x PRIVMSG #c :hi").unwrap();
+        assert!(is_own_message(&untagged, "42", "simbot"));
+        assert!(!is_own_message(&untagged, "42", "other"));
     }
 
     #[test]

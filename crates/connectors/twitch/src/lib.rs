@@ -64,6 +64,19 @@ pub mod limits;
 mod socket;
 mod triggers;
 
+/// Entry points for the fuzz targets (`fuzz/` at the repository root); not
+/// an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// An EventSub notification → the event type and payload the connector
+    /// publishes for it, as the session does.
+    pub fn map_notification(
+        notification: &crate::eventsub::Notification,
+    ) -> Option<(&'static str, serde_json::Value)> {
+        crate::triggers::map_notification(notification).map(|out| (out.event_type, out.payload))
+    }
+}
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,7 +100,9 @@ use limits::{ChatLimit, ChatLimiter};
 use triggers::{Health, SeenIds};
 
 /// Where Twitch is: the daemon's `services` `twitch_helix`, `twitch_id`,
-/// `twitch_irc` and `twitch_eventsub`.
+/// `twitch_irc` and `twitch_eventsub` (the authorization endpoints
+/// `twitch_authorize`, `twitch_token` and `twitch_validate`, under
+/// `twitch_id` by default, are [`auth::IdEndpoints`]).
 #[derive(Debug, Clone)]
 pub struct TwitchEndpoints {
     /// `https://api.twitch.tv/helix`
@@ -335,6 +350,7 @@ fn manifest() -> ConnectorManifest {
                         "color": nullable,
                         "is_broadcaster": {"type": "boolean"}, "is_mod": {"type": "boolean"}, "is_vip": {"type": "boolean"},
                         "is_subscriber": {"type": "boolean"}, "first_msg": {"type": "boolean"},
+                        "is_self": {"type": "boolean", "description": "Said by this connection's own account; rules skip it unless `on.include_self` is true."},
                         "reply": {"type": ["object", "null"], "properties": {
                             "parent_msg_id": string, "parent_user_id": nullable, "parent_user_login": nullable,
                             "parent_display_name": nullable, "parent_text": nullable, "thread_parent_msg_id": nullable
@@ -457,6 +473,16 @@ pub struct TwitchConnector {
 
 impl TwitchConnector {
     pub fn new(endpoints: TwitchEndpoints) -> TwitchConnector {
+        let id = IdEndpoints::new(&endpoints.id);
+        TwitchConnector::with_id_endpoints(endpoints, id)
+    }
+
+    /// Like [`TwitchConnector::new`], with each authorization endpoint on
+    /// its own rather than derived from `endpoints.id`.
+    pub fn with_id_endpoints(endpoints: TwitchEndpoints, id: IdEndpoints) -> TwitchConnector {
+        // reqwest is built without a bundled TLS provider (ring instead of aws-lc:
+        // a much lighter build); install it once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         TwitchConnector {
             manifest: manifest(),
             http: reqwest::Client::builder()
@@ -464,7 +490,7 @@ impl TwitchConnector {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("a default HTTP client builds"),
-            id: IdEndpoints::new(&endpoints.id),
+            id,
             endpoints,
         }
     }
@@ -785,6 +811,24 @@ impl Session for TwitchSession {
                 message: format!("twitch has no action `{other}`"),
             }),
         }
+    }
+
+    /// Twitch's token validation (`GET /oauth2/validate`), refreshing once
+    /// if Twitch calls the token invalid. Shows who the token belongs to,
+    /// never the token.
+    async fn check(&self) -> Result<Value, ActionError> {
+        let validation = self
+            .helix
+            .keeper()
+            .validate()
+            .await
+            .map_err(|e| ActionError::from(HelixError::from(e)))?;
+        Ok(json!({
+            "login": validation.login,
+            "user_id": validation.user_id,
+            "scopes": validation.scopes,
+            "expires_in_secs": validation.expires_in,
+        }))
     }
 }
 

@@ -693,12 +693,18 @@ impl TwitchSession {
             .unwrap_or("");
         match command {
             "PRIVMSG" => match chat::chat_message_payload(line) {
-                Ok(payload) => {
+                Ok(mut payload) => {
                     if let Some(id) = payload["id"].as_str()
                         && !self.first_time(id)
                     {
                         return;
                     }
+                    // Rules skip the account's own messages unless asked.
+                    payload["is_self"] = json!(chat::is_own_message(
+                        &payload,
+                        &self.identity.user_id,
+                        &self.identity.login
+                    ));
                     self.ctx.env.emit("twitch.chat.message", payload).await;
                 }
                 Err(error) => tracing::debug!(%error, "chat line skipped"),

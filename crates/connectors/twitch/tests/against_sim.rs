@@ -195,6 +195,7 @@ impl Rig {
             .begin_authorization(self.request())
             .await
             .unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -363,6 +364,19 @@ async fn connect_through_oauth_then_chat_in_with_tags_and_out() {
     assert_eq!(ours.text, "hi chat");
     assert_eq!(ours.sender, "simstreamer");
     assert_eq!(ours.reply_to.as_deref(), Some(first_id.as_str()));
+    // What the account says comes back like anyone's message, marked as its own.
+    until("our own message comes back", || {
+        rig.env
+            .events("twitch.chat.message")
+            .iter()
+            .any(|m| m["id"] == ours.id.as_str())
+    })
+    .await;
+    let chat = rig.env.events("twitch.chat.message");
+    let own = chat.iter().find(|m| m["id"] == ours.id.as_str()).unwrap();
+    assert_eq!(own["is_self"], true, "{own}");
+    assert_eq!(own["user_login"], "simstreamer");
+    assert_eq!(got["is_self"], false, "{got}");
 
     // Chat's RECONNECT and a dropped chat socket: chat keeps flowing.
     rig.sim.irc_reconnect();

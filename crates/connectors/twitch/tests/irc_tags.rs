@@ -15,7 +15,7 @@
 //!
 //! `live_inspircd_capture` re-runs the capture against a freshly started
 //! InspIRCd, so the parser is checked against a live server each run; it
-//! needs `inspircd` installed (`apt-get install inspircd`, as `.ci/run` does).
+//! needs `inspircd` installed (`apt-get install inspircd`, as `./test` does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -400,7 +400,7 @@ fn live_inspircd_capture() {
         panic!(
             "the inspircd binary is not installed, so IRC tag parsing cannot be checked \
              against a live IRCv3 server: install it with `apt-get install inspircd` \
-             (Debian; .ci/run installs it when missing)"
+             (Debian; ./test installs it when missing)"
         );
     };
     let out = std::env::temp_dir().join(format!(

@@ -15,7 +15,10 @@
 //!   with durable cursors; off unless configured.
 //!
 //! Base URLs come from the daemon's `services` configuration (`x_api`,
-//! `x_authorize`), so the same code talks to X or to the simulator.
+//! `x_authorize`, and the token endpoints `x_token`,
+//! `x_oauth1_request_token`, `x_oauth1_authorize`, `x_oauth1_access_token`,
+//! which default to paths under `x_api`), so the same code talks to X, to a
+//! self-hosted OAuth proxy or to the simulator.
 
 mod actions;
 pub mod auth;
@@ -83,6 +86,7 @@ fn post_payload_schema() -> Value {
             "created_at": {"type": "string"},
             "conversation_id": {"type": "string"},
             "account": {"type": "string", "description": "Username of the watching account."},
+            "is_self": {"type": "boolean", "description": "Posted by the watching account itself; rules skip it unless `on.include_self` is true."},
             "watch": {"type": "string"},
             "query": {"type": "string"}
         }
@@ -259,6 +263,16 @@ impl XConnector {
     /// token endpoints); `authorize`: the OAuth 2.0 consent page
     /// (`https://x.com/i/oauth2/authorize`).
     pub fn new(api: &str, authorize: &str) -> XConnector {
+        XConnector::with_endpoints(api, AuthEndpoints::new(api, authorize))
+    }
+
+    /// `api`: X's API base (also where media is uploaded); `endpoints`: each
+    /// authorization endpoint on its own (a self-hosted OAuth proxy, a test
+    /// authorization server).
+    pub fn with_endpoints(api: &str, endpoints: AuthEndpoints) -> XConnector {
+        // reqwest is built without a bundled TLS provider (ring instead of aws-lc:
+        // a much lighter build); install it once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         XConnector {
             manifest: manifest(),
             http: reqwest::Client::builder()
@@ -267,7 +281,7 @@ impl XConnector {
                 .build()
                 .expect("a default HTTP client builds"),
             api: api.trim_end_matches('/').to_owned(),
-            endpoints: AuthEndpoints::new(api, authorize),
+            endpoints,
         }
     }
 
@@ -524,5 +538,10 @@ impl Session for XSession {
                 message: format!("x has no action `{other}`"),
             }),
         }
+    }
+
+    /// `GET /2/users/me`: who the credentials act as.
+    async fn check(&self) -> Result<Value, ActionError> {
+        self.me().await
     }
 }

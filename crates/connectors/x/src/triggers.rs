@@ -8,7 +8,7 @@
 //! things stand (no events for history). A feature that is off makes no
 //! calls at all; a spent rate limit pauses the poller until its reset
 //! instead of calling; failures mark the connection `degraded` until a poll
-//! succeeds again.
+//! succeeds again. The account's own posts carry `is_self: true`.
 
 use std::time::Duration;
 
@@ -73,6 +73,22 @@ impl Source<'_> {
             Source::Search(watch) => watch.interval_secs,
         })
     }
+}
+
+/// The `x.mention` / `x.search.match` payload of a post seen by the account
+/// `account_id` (`account` is its username). The account's own posts are
+/// marked `is_self` (a rule that answers every match would answer itself);
+/// rules skip them unless they ask for them.
+pub(crate) fn post_payload(post: &Value, account_id: &str, account: &str) -> Value {
+    json!({
+        "id": post["id"],
+        "text": post["text"],
+        "author_id": post["author_id"],
+        "created_at": post["created_at"],
+        "conversation_id": post["conversation_id"],
+        "account": account,
+        "is_self": post["author_id"].as_str() == Some(account_id),
+    })
 }
 
 impl XSession {
@@ -208,14 +224,7 @@ impl XSession {
     }
 
     async fn emit_post(&self, source: &Source<'_>, post: &Value) {
-        let mut payload = json!({
-            "id": post["id"],
-            "text": post["text"],
-            "author_id": post["author_id"],
-            "created_at": post["created_at"],
-            "conversation_id": post["conversation_id"],
-            "account": self.identity.username,
-        });
+        let mut payload = post_payload(post, &self.identity.id, &self.identity.username);
         let event_type = match source {
             Source::Mentions => "x.mention",
             Source::Search(watch) => {
@@ -225,5 +234,18 @@ impl XSession {
             }
         };
         self.ctx.env.emit(event_type, payload).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accounts_own_posts_are_marked() {
+        let post = json!({"id": "1", "text": "hi", "author_id": "42"});
+        assert_eq!(post_payload(&post, "42", "me")["is_self"], true);
+        assert_eq!(post_payload(&post, "43", "me")["is_self"], false);
+        assert_eq!(post_payload(&post, "43", "me")["account"], "me");
     }
 }

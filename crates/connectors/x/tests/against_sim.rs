@@ -172,6 +172,7 @@ impl Rig {
             .await
             .unwrap();
         let approve = format!("{}&auto_approve=1", start.authorize_url);
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -629,6 +630,38 @@ async fn mentions_are_emitted_once_and_survive_a_restart() {
     assert_eq!(mentions.len(), 2, "{mentions:?}");
     assert_eq!(mentions[1]["text"], "again @switchboard_demo");
     rig.assert_spec_clean();
+}
+
+#[tokio::test]
+async fn the_accounts_own_posts_are_marked_is_self() {
+    let settings = json!({
+        "auth": "oauth1",
+        "search_watches": [{"name": "launch", "query": "switchboard launch", "interval_secs": 1}]
+    });
+    let rig = Rig::new(XSimConfig::default(), settings).await;
+    rig.direct_entry("demo");
+    let session = rig.connect().await.unwrap();
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move { session.run(cancel).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.sim
+        .create_post_as("sim_friend", "the switchboard launch is today", None);
+    rig.sim
+        .create_post_as("switchboard_demo", "our switchboard launch is live", None);
+    for _ in 0..50 {
+        if rig.env.events("x.search.match").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let matches = rig.env.events("x.search.match");
+    assert_eq!(matches.len(), 2, "{matches:?}");
+    let by = |text: &str| matches.iter().find(|m| m["text"] == text).unwrap().clone();
+    assert_eq!(by("the switchboard launch is today")["is_self"], false);
+    assert_eq!(by("our switchboard launch is live")["is_self"], true);
 }
 
 #[tokio::test]

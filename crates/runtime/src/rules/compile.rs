@@ -10,7 +10,7 @@ use minijinja::Environment;
 use serde_json::Value;
 use switchboard_core::Connection;
 
-use super::model::{RuleDef, RuleError, RuleSource, locate};
+use super::model::{RuleDef, RuleError, RuleSource, RulesFormat, locate};
 use super::template;
 use crate::registry::Registry;
 
@@ -40,7 +40,17 @@ pub struct CompiledAction {
     pub params: Value,
 }
 
+/// Event types whose payload marks the connected account's own messages and
+/// posts with `is_self`.
+pub const SELF_MARKED_EVENTS: &[&str] = &["twitch.chat.message", "x.mention", "x.search.match"];
+
 impl CompiledRule {
+    /// Whether the event is the account's own (`is_self`) and the rule does
+    /// not ask for those.
+    pub fn skips_self(&self, event: &switchboard_core::Event) -> bool {
+        !self.def.on.include_self && event.payload["is_self"] == Value::Bool(true)
+    }
+
     /// Whether an event of this type (and connection) starts the rule.
     pub fn triggered_by(&self, kind: &str, connection_id: Option<&str>) -> bool {
         let event = &self.def.on.event;
@@ -83,19 +93,25 @@ pub fn known_event_types(registry: &Registry) -> BTreeSet<String> {
 }
 
 /// Check and resolve a whole rule set. `text` is the file the `File` rules
-/// came from, for line numbers.
+/// came from (in order), for line numbers.
 pub fn compile(
     rules: Vec<(RuleDef, RuleSource)>,
     registry: &Registry,
     connections: &[Connection],
     env: &Environment<'static>,
-    text: Option<&str>,
+    text: Option<(&str, RulesFormat)>,
 ) -> Result<Vec<CompiledRule>, Vec<RuleError>> {
     let event_types = known_event_types(registry);
     let mut errors = Vec::new();
     let mut seen: Vec<(String, RuleSource)> = Vec::new();
     let mut compiled = Vec::new();
+    let mut file_index = 0;
     for (def, source) in rules {
+        // Its position among the file's rules, to find it in the text.
+        let index = file_index;
+        if source == RuleSource::File {
+            file_index += 1;
+        }
         let mut problems: Vec<(String, String)> = Vec::new();
         let mut problem = |field: &str, message: String| problems.push((field.to_owned(), message));
 
@@ -139,6 +155,22 @@ pub fn compile(
                 format!(
                     "unknown event type `{event}`; known: {}",
                     event_types.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        if def.on.include_self
+            && !SELF_MARKED_EVENTS
+                .iter()
+                .any(|t| match event.strip_suffix('*') {
+                    Some(prefix) => t.starts_with(prefix),
+                    None => *t == event,
+                })
+        {
+            problem(
+                "on.include_self",
+                format!(
+                    "`{event}` events never come from the account itself; include_self applies to {} (remove it)",
+                    SELF_MARKED_EVENTS.join(", ")
                 ),
             );
         }
@@ -292,15 +324,16 @@ pub fn compile(
             });
         } else {
             for (field, message) in problems {
-                let line = match (source, text) {
-                    (RuleSource::File, Some(text)) => locate(text, &def.name, &field),
+                let position = match (source, text) {
+                    (RuleSource::File, Some((text, format))) => locate(text, format, index, &field),
                     _ => None,
                 };
                 errors.push(RuleError {
                     rule: Some(def.name.clone()),
                     field,
                     message,
-                    line,
+                    line: position.map(|(line, _)| line),
+                    column: position.map(|(_, column)| column),
                 });
             }
         }

@@ -4,13 +4,15 @@
 //! # Shape
 //!
 //! * **The rule set** comes from two places, a rules file (YAML or TOML,
-//!   watched and hot-reloaded) and the API (stored in the database). Both go
-//!   through one validation ([`compile`]) of the *whole* set: a bad rule
-//!   rejects the change and the running rules stay as they were.
+//!   watched and hot-reloaded when its text changes) and the API (stored in
+//!   the database). Both go through one validation ([`compile`]) of the
+//!   *whole* set: a bad rule rejects the change and the running rules stay
+//!   as they were.
 //! * **Matching** ([`runner`]) reads the event log in id order from a durable
 //!   cursor (woken by the event bus), so an event that arrives while the
 //!   daemon is busy or stopped is still seen. A rule matches on its event
-//!   type (and connection), then its condition; then cooldown, debounce and
+//!   type (and connection; the account's own `is_self` events only with
+//!   `on.include_self`), then its condition; then cooldown, debounce and
 //!   variable updates apply, the action parameters are rendered, and a *run*
 //!   is stored: `(rule, event)` is unique, so an event starts a rule at most
 //!   once even with several processes reading the log.
@@ -43,7 +45,7 @@ use switchboard_store::{RuleRun, RunFilter};
 use tokio::sync::Notify;
 
 use crate::engine::{Engine, EngineError, FieldError, Result};
-pub use compile::{CompiledRule, SYSTEM_EVENTS};
+pub use compile::{CompiledRule, SELF_MARKED_EVENTS, SYSTEM_EVENTS};
 pub use model::{
     ActionDef, CooldownDef, QueueDef, RuleDef, RuleError, RuleSource, RulesFormat, TriggerDef,
     parse_rules,
@@ -63,6 +65,9 @@ pub(crate) struct RulesState {
     file_rules: RwLock<Vec<RuleDef>>,
     /// The file's last problem, if its current text is rejected.
     file_error: RwLock<Option<Vec<RuleError>>>,
+    /// Hash of the file text last applied or rejected: the watcher reloads
+    /// only when the text differs from it.
+    file_hash: Mutex<Option<u64>>,
     /// (scope, key) -> end of the cooldown.
     cooldowns: Mutex<HashMap<(String, String), Instant>>,
     /// rule -> generation of its pending debounce.
@@ -73,12 +78,32 @@ pub(crate) struct RulesState {
     apply_lock: tokio::sync::Mutex<()>,
 }
 
+/// A fingerprint of a rules text, to tell a real edit from a notification
+/// that changed nothing (an access, a `touch`, a save of the same text).
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl RulesState {
+    /// Note `text` as the file's last applied or rejected text; whether it
+    /// differs from the previous one.
+    fn remember_file_text(&self, text: &str) -> bool {
+        let hash = text_hash(text);
+        let mut last = self.file_hash.lock().expect("rules lock poisoned");
+        let changed = *last != Some(hash);
+        *last = Some(hash);
+        changed
+    }
+
     pub(crate) fn new() -> RulesState {
         RulesState {
             set: RwLock::new(Arc::new(Vec::new())),
             file_rules: RwLock::new(Vec::new()),
             file_error: RwLock::new(None),
+            file_hash: Mutex::new(None),
             cooldowns: Mutex::new(HashMap::new()),
             debounce: Mutex::new(HashMap::new()),
             runs_wake: Notify::new(),
@@ -155,8 +180,12 @@ fn rule_errors(errors: Vec<RuleError>) -> EngineError {
                     Some(rule) => format!("rules[{rule}].{}", e.field),
                     None => "rules".to_owned(),
                 };
-                if let Some(line) = e.line {
-                    field.push_str(&format!(" (line {line})"));
+                match (e.line, e.column) {
+                    (Some(line), Some(column)) => {
+                        field.push_str(&format!(" (line {line}, column {column})"))
+                    }
+                    (Some(line), None) => field.push_str(&format!(" (line {line})")),
+                    _ => {}
                 }
                 FieldError::new(field, e.message)
             })
@@ -172,8 +201,15 @@ impl Engine {
     /// still starts with its API rules.
     pub(crate) async fn load_rules(&self) -> Result<()> {
         if let Some(path) = self.rules_config().file.clone() {
-            match self.read_rules_file(&path).await {
-                Ok((defs, _)) => {
+            let parsed = match self.read_rules_text(&path).await {
+                Ok(text) => {
+                    self.rules().remember_file_text(&text);
+                    parse_rules(&text, RulesFormat::of_path(&path))
+                }
+                Err(errors) => Err(errors),
+            };
+            match parsed {
+                Ok(defs) => {
                     *self
                         .rules()
                         .file_rules
@@ -210,10 +246,11 @@ impl Engine {
         }
     }
 
-    async fn read_rules_file(
+    /// The rules file's text, once it is stable.
+    async fn read_rules_text(
         &self,
         path: &std::path::Path,
-    ) -> std::result::Result<(Vec<RuleDef>, String), Vec<RuleError>> {
+    ) -> std::result::Result<String, Vec<RuleError>> {
         let read = || match std::fs::read_to_string(path) {
             Ok(text) => Ok(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
@@ -222,6 +259,7 @@ impl Engine {
                 field: String::new(),
                 message: format!("cannot read {}: {e}", path.display()),
                 line: None,
+                column: None,
             }]),
         };
         // An editor (or `fs::write`) truncates the file before writing it:
@@ -236,8 +274,7 @@ impl Engine {
             }
             text = again;
         }
-        let defs = parse_rules(&text, RulesFormat::of_path(path))?;
-        Ok((defs, text))
+        Ok(text)
     }
 
     async fn api_rules(&self) -> Result<Vec<RuleDef>> {
@@ -257,7 +294,7 @@ impl Engine {
         &self,
         file_rules: Vec<RuleDef>,
         api_rules: Vec<RuleDef>,
-        file_text: Option<&str>,
+        file_text: Option<(&str, RulesFormat)>,
     ) -> std::result::Result<Vec<CompiledRule>, Vec<RuleError>> {
         let connections = self.store().list_connections().await.map_err(|e| {
             vec![RuleError {
@@ -265,6 +302,7 @@ impl Engine {
                 field: String::new(),
                 message: format!("cannot read connections: {e}"),
                 line: None,
+                column: None,
             }]
         })?;
         let rules = file_rules
@@ -282,20 +320,40 @@ impl Engine {
     }
 
     /// Re-read the rules file; on success it replaces the file's rules, on
-    /// failure the running rules stay and `rules.rejected` says why.
+    /// failure the running rules stay and `rules.rejected` says why. An
+    /// explicit reload always applies the text, even an unchanged one (the
+    /// connections it names may have changed).
     pub async fn reload_rules_file(&self) -> Result<usize> {
+        Ok(self
+            .reload_file(true)
+            .await?
+            .expect("a forced reload always applies"))
+    }
+
+    /// The watcher's reload: `None` when the text is the one last applied or
+    /// rejected (nothing happens then: no event, no log).
+    async fn reload_file(&self, force: bool) -> Result<Option<usize>> {
         let Some(path) = self.rules_config().file.clone() else {
             return Err(EngineError::Conflict(
                 "no rules file is configured (set `rules.file`)".into(),
             ));
         };
         let _guard = self.rules().apply_lock.lock().await;
-        let outcome = match self.read_rules_file(&path).await {
-            Ok((defs, text)) => {
-                let api_rules = self.api_rules().await?;
-                self.compile_set(defs.clone(), api_rules, Some(&text))
-                    .await
-                    .map(|set| (defs, set))
+        let outcome = match self.read_rules_text(&path).await {
+            Ok(text) => {
+                if !self.rules().remember_file_text(&text) && !force {
+                    return Ok(None);
+                }
+                match parse_rules(&text, RulesFormat::of_path(&path)) {
+                    Ok(defs) => {
+                        let api_rules = self.api_rules().await?;
+                        let format = RulesFormat::of_path(&path);
+                        self.compile_set(defs.clone(), api_rules, Some((&text, format)))
+                            .await
+                            .map(|set| (defs, set))
+                    }
+                    Err(errors) => Err(errors),
+                }
             }
             Err(errors) => Err(errors),
         };
@@ -320,7 +378,7 @@ impl Engine {
                     json!({ "file": path.display().to_string(), "rules": count }),
                 ))
                 .await;
-                Ok(count)
+                Ok(Some(count))
             }
             Err(errors) => {
                 let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -462,7 +520,7 @@ impl Engine {
             .into_iter()
             .filter(|r| !file_names.contains(&r.name))
             .collect();
-        self.compile_set(defs, api_rules, Some(text))
+        self.compile_set(defs, api_rules, Some((text, format)))
             .await
             .map_err(rule_errors)?;
         Ok(names)
@@ -478,7 +536,7 @@ impl Engine {
     ) -> Result<Vec<DryRunRule>> {
         let defs = parse_rules(text, format).map_err(rule_errors)?;
         let set = self
-            .compile_set(defs, Vec::new(), Some(text))
+            .compile_set(defs, Vec::new(), Some((text, format)))
             .await
             .map_err(rule_errors)?;
         let vars = self.rule_vars().await?;
@@ -503,6 +561,11 @@ impl Engine {
             };
             if !rule.def.enabled {
                 entry.reason = Some("the rule is disabled".into());
+            } else if triggered && rule.skips_self(&event) {
+                entry.reason = Some(
+                    "the event is the account's own (`is_self`); set `on.include_self: true` to start on it"
+                        .into(),
+                );
             } else if !triggered {
                 entry.reason = Some(match &rule.def.on.connection {
                     Some(connection) => format!(
@@ -702,9 +765,9 @@ impl Engine {
         None
     }
 
-    /// Watch the rules file and reload it when it changes (within about a
-    /// second; editors that replace the file are seen too, since the
-    /// directory is watched).
+    /// Watch the rules file and reload it when its text changes (within
+    /// about a second; editors that replace the file are seen too, since the
+    /// directory is watched). Accesses and saves of the same text do nothing.
     pub(crate) async fn watch_rules_file(
         self: Arc<Self>,
         cancel: tokio_util::sync::CancellationToken,
@@ -721,7 +784,25 @@ impl Engine {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher =
             match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Only changes count: reading the file (ours included) is
+                // an access notification, and reacting to it would loop.
+                let changes = |kind: &notify::EventKind| {
+                    use notify::EventKind;
+                    use notify::event::ModifyKind;
+                    matches!(
+                        kind,
+                        EventKind::Create(_)
+                            | EventKind::Remove(_)
+                            | EventKind::Modify(
+                                ModifyKind::Data(_)
+                                    | ModifyKind::Name(_)
+                                    | ModifyKind::Any
+                                    | ModifyKind::Other
+                            )
+                    )
+                };
                 if let Ok(event) = event
+                    && changes(&event.kind)
                     && event.paths.iter().any(|p| p.file_name() == name.as_deref())
                 {
                     let _ = tx.send(());
@@ -745,7 +826,8 @@ impl Engine {
             // Let the editor finish writing (several events per save).
             tokio::time::sleep(Duration::from_millis(150)).await;
             while rx.try_recv().is_ok() {}
-            let _ = self.reload_rules_file().await;
+            // An unchanged text (a save without edits) reloads nothing.
+            let _ = self.reload_file(false).await;
         }
     }
 }

@@ -100,7 +100,9 @@ impl Engine {
         let triggered: Vec<&CompiledRule> = rules
             .iter()
             .filter(|r| {
-                r.def.enabled && r.triggered_by(&event.kind, event.connection_id.as_deref())
+                r.def.enabled
+                    && r.triggered_by(&event.kind, event.connection_id.as_deref())
+                    && !r.skips_self(event)
             })
             .collect();
         if triggered.is_empty() {

@@ -9,14 +9,23 @@
 //! an error), so conditions can test for fields that may be absent.
 //!
 //! Rendering does no IO; it is pure and cheap enough to compile on use.
+//! Each evaluation or render runs on a fuel budget ([`FUEL`]): a template
+//! that would loop for hours or ask for gigabytes (`'%99999999999d' |
+//! format(1)`, which aborted the process) fails with "out of fuel" instead.
 
 use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
 use serde_json::{Map, Value};
+
+/// The work one evaluation or render may do: about a million VM
+/// instructions, or 64 MB of output (minijinja's fuel). Rule templates use a
+/// tiny fraction of it.
+pub const FUEL: u64 = 1_000_000;
 
 /// The template environment every rule uses.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_fuel(Some(FUEL));
     env
 }
 
@@ -184,6 +193,26 @@ mod tests {
             vars,
             rule: "r",
         }
+    }
+
+    /// Found by the `template` fuzz target: a huge `format` width made
+    /// minijinja allocate 88 GB and the process abort. Runaway loops are
+    /// bounded the same way. Both fail like any template error.
+    #[test]
+    fn runaway_templates_run_out_of_fuel_instead_of_aborting() {
+        let env = environment();
+        let (event, vars) = (json!({}), json!({}));
+        for text in [
+            "{{ '%88888888805d' | format(3) }}",
+            "x{{ '%.99999999999f' | format(1.5) }}",
+            "{% for a in range(100000) %}{% for b in range(100000) %}.{% endfor %}{% endfor %}",
+        ] {
+            let error = render_str(&env, text, &scope(&event, &vars)).unwrap_err();
+            assert!(error.contains("fuel"), "{text}: {error}");
+        }
+        // An ordinary template is far inside the budget.
+        let text = "{% for i in range(1000) %}{{ i }},{% endfor %}";
+        assert!(render_str(&env, text, &scope(&event, &vars)).is_ok());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 /// What to install when OBS is missing.
-pub const INSTALL_HINT: &str = "install OBS Studio and Xvfb: `apt-get install -y --no-install-recommends obs-studio xvfb` (as root; .ci/run does this in CI)";
+pub const INSTALL_HINT: &str = "install OBS Studio and Xvfb: `apt-get install -y --no-install-recommends obs-studio xvfb` (as root; ./test does this when missing)";
 
 /// The scenes of the seeded scene collection, top first.
 pub const SCENES: [&str; 2] = ["Scene A", "Scene B"];

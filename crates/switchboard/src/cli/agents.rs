@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -40,19 +39,7 @@ pub async fn agents(cmd: &AgentsCommand, client: &Client, json: bool) -> anyhow:
             let known: Vec<Value> = client.get("/connections").await?;
             let mut ids = Vec::new();
             for wanted in connections {
-                let wanted = wanted.trim();
-                let found = known
-                    .iter()
-                    .find(|c| c["id"] == wanted)
-                    .or_else(|| {
-                        let by_label: Vec<&Value> =
-                            known.iter().filter(|c| c["label"] == wanted).collect();
-                        (by_label.len() == 1).then(|| by_label[0])
-                    })
-                    .with_context(|| {
-                        format!("no connection with id or (unique) label `{wanted}`; see `switchboard connections list`")
-                    })?;
-                ids.push(text(&found["id"]));
+                ids.push(super::client::find_connection(&known, wanted)?);
             }
             let created: Value = client
                 .post("/agents", &json!({ "name": name, "connections": ids }))

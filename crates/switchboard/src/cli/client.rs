@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::output::escape;
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -16,6 +18,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default(); // no bundled TLS provider: ring, once
         Ok(Client {
             http: reqwest::Client::builder().build()?,
             base: format!("{}/api/v1", url.trim_end_matches('/')),
@@ -56,18 +59,26 @@ impl Client {
                 .context("the daemon sent an unreadable answer");
         }
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        let detail = body["detail"].as_str().unwrap_or("no detail");
+        let detail = escape(body["detail"].as_str().unwrap_or("no detail"));
         let mut message = format!("{status}: {detail}");
         if let Some(errors) = body["errors"].as_array() {
             for e in errors {
                 message.push_str(&format!(
                     "\n  - {}: {}",
-                    e["field"].as_str().unwrap_or("?"),
-                    e["message"].as_str().unwrap_or("")
+                    escape(e["field"].as_str().unwrap_or("?")),
+                    escape(e["message"].as_str().unwrap_or(""))
                 ));
             }
         }
         bail!(message)
+    }
+
+    /// The id of the connection `wanted` names: its id, or its label. The one
+    /// place where the CLI turns a label into an id (a label can never look
+    /// like an id: the daemon refuses such labels).
+    pub async fn connection_id(&self, wanted: &str) -> anyhow::Result<String> {
+        let known: Vec<Value> = self.get("/connections").await?;
+        find_connection(&known, wanted)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -101,7 +112,7 @@ impl Client {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         bail!(
             "{status}: {}",
-            body["detail"].as_str().unwrap_or("no detail")
+            escape(body["detail"].as_str().unwrap_or("no detail"))
         )
     }
 
@@ -120,6 +131,15 @@ impl Client {
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
         self.send(self.request(reqwest::Method::PUT, path)?.json(body))
+            .await
+    }
+
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::PATCH, path)?.json(body))
             .await
     }
 
@@ -166,9 +186,31 @@ impl Client {
             let body: Value = response.json().await.unwrap_or(Value::Null);
             bail!(
                 "{status}: {}",
-                body["detail"].as_str().unwrap_or("no detail")
+                escape(body["detail"].as_str().unwrap_or("no detail"))
             );
         }
         Ok(response.bytes_stream().eventsource().boxed())
+    }
+}
+
+/// Find `wanted` among `known` connections by id, else by label (which must
+/// name exactly one).
+pub fn find_connection(known: &[Value], wanted: &str) -> anyhow::Result<String> {
+    let wanted = wanted.trim();
+    if let Some(found) = known.iter().find(|c| c["id"] == wanted) {
+        return Ok(found["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let by_label: Vec<&Value> = known.iter().filter(|c| c["label"] == wanted).collect();
+    match by_label.as_slice() {
+        [one] => Ok(one["id"].as_str().unwrap_or_default().to_owned()),
+        [] => bail!(
+            "no connection with id or label `{}`; see `switchboard connections list`",
+            escape(wanted)
+        ),
+        many => bail!(
+            "{} connections are labelled `{}`; name the one you mean by its id (see `switchboard connections list`)",
+            many.len(),
+            escape(wanted)
+        ),
     }
 }

@@ -39,8 +39,9 @@ pub(crate) enum MediaCommand {
 pub(crate) struct PostArgs {
     /// The text of the post.
     text: String,
-    /// Post from this X connection (repeatable). Default: every enabled X connection.
-    #[arg(long = "account", value_name = "CONNECTION_ID")]
+    /// Post from this X connection, by id or label (repeatable). Default:
+    /// every enabled X connection.
+    #[arg(long = "account", value_name = "CONNECTION")]
     accounts: Vec<String>,
     /// Attach a file (uploaded first) or an uploaded file's id (repeatable).
     #[arg(long = "media", value_name = "FILE_OR_ID")]
@@ -72,7 +73,10 @@ pub(crate) async fn media(
             if json {
                 output::print_json(&stored);
             } else {
-                println!("{}", stored["id"].as_str().unwrap_or_default());
+                println!(
+                    "{}",
+                    output::escape(stored["id"].as_str().unwrap_or_default())
+                );
             }
         }
         MediaCommand::List => {
@@ -203,27 +207,100 @@ pub(crate) async fn post(args: &PostArgs, client: &Client, json: bool) -> anyhow
         args.quote.as_deref(),
     );
     let mut body = json!({ "params": params });
-    if !args.accounts.is_empty() {
-        body["connections"] = json!(args.accounts);
+    let known: Vec<Value> = client.get("/connections").await?;
+    let chosen: Vec<&Value> = if args.accounts.is_empty() {
+        known
+            .iter()
+            .filter(|c| c["connector"] == "x" && c["enabled"] == true)
+            .collect()
+    } else {
+        let mut chosen = Vec::new();
+        for account in &args.accounts {
+            let id = super::client::find_connection(&known, account)?;
+            chosen.extend(known.iter().find(|c| c["id"] == id.as_str()));
+        }
+        chosen
+    };
+    // Accounts that cannot act now are skipped, not queued: a post must not
+    // wait, unseen, for a person to reconnect an account.
+    let (ready, skipped): (Vec<&Value>, Vec<&Value>) =
+        chosen.into_iter().partition(|c| skip_reason(c).is_none());
+    let skipped: Vec<Value> = skipped
+        .into_iter()
+        .map(|c| {
+            let (status, fix) = skip_reason(c).unwrap_or_default();
+            json!({ "connection_id": c["id"], "label": c["label"], "status": status, "fix": fix })
+        })
+        .collect();
+    for skip in &skipped {
+        eprintln!(
+            "{}: {} — {} (skipped, nothing queued)",
+            output::escape(skip["label"].as_str().unwrap_or("?")),
+            skip["status"].as_str().unwrap_or_default(),
+            skip["fix"].as_str().unwrap_or_default(),
+        );
+    }
+    if ready.is_empty() && !skipped.is_empty() {
+        if json {
+            output::print_json(&json!({ "action": "x.post", "jobs": [], "skipped": skipped }));
+        }
+        eprintln!("nothing was posted: no chosen X account can post now");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !args.accounts.is_empty() || !skipped.is_empty() {
+        let ids: Vec<&Value> = ready.iter().map(|c| &c["id"]).collect();
+        body["connections"] = json!(ids);
     }
     let mut answer: Value = client.post("/actions/x.post", &body).await?;
     if args.wait {
         wait_for_jobs(client, &mut answer, args.timeout).await?;
     }
+    answer["skipped"] = json!(skipped);
     output::print(json, &answer, output::action_jobs_table);
-    let all_fine = answer["jobs"]
+    // Exit 0 when at least one account posted (queued, or published with
+    // `--wait`); the table and the skipped lines say what the others did.
+    let any_posted = answer["jobs"]
         .as_array()
         .into_iter()
         .flatten()
-        .all(|entry| {
+        .any(|entry| {
             entry["error"].is_null()
+                && !entry["job"].is_null()
                 && (!args.wait || entry["job"]["state"].as_str() == Some("succeeded"))
         });
-    Ok(if all_fine {
+    Ok(if any_posted {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why `post` skips a connection, as `(status, what to do)`, or None when
+/// it can post now (connected, connecting, degraded).
+fn skip_reason(connection: &Value) -> Option<(String, String)> {
+    let id = connection["id"].as_str().unwrap_or_default();
+    if connection["enabled"] != true {
+        return Some((
+            "disabled".into(),
+            format!("enable it first (PATCH /api/v1/connections/{id} with {{\"enabled\": true}})"),
+        ));
+    }
+    let status = connection["status"]["status"].as_str().unwrap_or_default();
+    let reason = connection["status"]["reason"]
+        .as_str()
+        .map(|r| format!(" ({})", output::escape(r)))
+        .unwrap_or_default();
+    match status {
+        "needs_reauth" => Some((
+            status.into(),
+            format!("reconnect this account: switchboard connections connect {id}{reason}"),
+        )),
+        "error" | "disconnected" => Some((
+            status.into(),
+            format!("it cannot post now{reason}; see switchboard connections status {id}"),
+        )),
+        _ => None,
+    }
 }
 
 /// Follow each job of an action answer until it is final, or waits for a
@@ -265,7 +342,11 @@ async fn wait_for_jobs(
                     settled[i] = true;
                 } else if told[i].as_deref() != Some(reason) {
                     let label = entry["label"].as_str().unwrap_or("?");
-                    eprintln!("{label}: waiting: {reason}");
+                    eprintln!(
+                        "{}: waiting: {}",
+                        output::escape(label),
+                        output::escape(reason)
+                    );
                     told[i] = Some(reason.to_owned());
                 }
             }

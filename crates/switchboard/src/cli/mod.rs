@@ -5,6 +5,7 @@
 
 mod agents;
 mod archive;
+mod backup;
 mod client;
 mod media;
 mod output;
@@ -87,6 +88,11 @@ enum Command {
     /// What a connection kept as it arrived: Twitch followers,
     /// subscriptions, raids and cheers (`--csv` to export).
     Archive(archive::ArchiveArgs),
+    /// Write a consistent backup of the data directory (database, media;
+    /// the master key only with --with-key) while the daemon runs (SQLite).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,9 +126,30 @@ enum ConnectionsCommand {
         disabled: bool,
     },
     /// Show one connection's status.
-    Status { id: String },
+    #[command(visible_alias = "show")]
+    Status {
+        /// The connection's id or label.
+        id: String,
+    },
+    /// Change settings (KEY=VALUE, VALUE parsed as JSON when it can be, `null`
+    /// removes the key); merged into the current settings, checked whole by
+    /// the daemon, and the connection restarts in place with them.
+    Set {
+        /// The connection's id or label.
+        id: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// Run the connector's own check (X `users/me`, Twitch token validation,
+    /// OBS `GetVersion`...) and print what the service said. Exits 1 when the
+    /// check fails or the connection is not connected.
+    Test {
+        /// The connection's id or label.
+        id: String,
+    },
     /// Set or replace secrets (NAME=SOURCE as for `add`); the connection restarts with them.
     SetSecret {
+        /// The connection's id or label.
         id: String,
         #[arg(value_name = "NAME=SOURCE", required = true)]
         secrets: Vec<String>,
@@ -130,15 +157,22 @@ enum ConnectionsCommand {
     /// Start the authorization flow (OAuth) of a connection: prints the link
     /// to open; the connection goes live the moment it is approved.
     Connect {
+        /// The connection's id or label.
         id: String,
         /// Wait (up to 10 minutes) until the connection is connected.
         #[arg(long)]
         wait: bool,
     },
     /// Restart a connection's runtime.
-    Restart { id: String },
+    Restart {
+        /// The connection's id or label.
+        id: String,
+    },
     /// Remove a connection with its secrets.
-    Remove { id: String },
+    Remove {
+        /// The connection's id or label.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +181,7 @@ enum JobsCommand {
     List {
         #[arg(long)]
         state: Option<String>,
+        /// Only this connection's jobs (id or label).
         #[arg(long)]
         connection: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -158,6 +193,7 @@ enum JobsCommand {
     Retry { id: String },
     /// Queue an action.
     Submit {
+        /// The connection's id or label.
         connection: String,
         action: String,
         /// Parameters as a JSON object.
@@ -175,6 +211,7 @@ enum EventsCommand {
         /// Only this type (`connection.` for a prefix).
         #[arg(long = "type")]
         kind: Option<String>,
+        /// Only this connection's events (id or label).
         #[arg(long)]
         connection: Option<String>,
         /// Replay the log after this event id first.
@@ -195,7 +232,22 @@ enum VaultCommand {
         /// read from SWITCHBOARD_NEW_MASTER_KEY.
         #[arg(long)]
         offline: bool,
+        /// Data directory of the stopped daemon (with --offline; overrides `data_dir`).
+        #[arg(long, requires = "offline")]
+        data_dir: Option<PathBuf>,
     },
+}
+
+impl Cli {
+    /// `serve`, `demo` and `mcp --embedded` run a daemon in this process;
+    /// the other verbs are clients of one.
+    pub fn runs_a_daemon(&self) -> bool {
+        match &self.command {
+            Command::Serve(_) | Command::Demo(_) => true,
+            Command::Mcp(args) => args.embedded,
+            _ => false,
+        }
+    }
 }
 
 fn settings(cli_config: Option<&PathBuf>, args: Option<&DaemonArgs>) -> anyhow::Result<Settings> {
@@ -253,9 +305,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Vault(VaultCommand::RotateKey { offline }) => {
+        Command::Backup(args) => {
+            let settings = backup::settings_for(&cli, args.data_dir())?;
+            backup::backup(settings, args, cli.json).await
+        }
+        Command::Restore(args) => {
+            let settings = backup::settings_for(&cli, args.data_dir())?;
+            backup::restore(settings, args, cli.json).await
+        }
+        Command::Vault(VaultCommand::RotateKey { offline, data_dir }) => {
             if *offline {
-                rotate_offline(settings(cli.config.as_ref(), None)?).await?;
+                rotate_offline(backup::settings_for(&cli, data_dir.clone())?).await?;
             } else {
                 let result: Value = client()?
                     .post("/vault/rotate-key", &json!({}))
@@ -293,6 +353,11 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             token.expose_secret()
         )?;
     }
+    writeln!(
+        out,
+        "dashboard: open {} to sign in (one-time link, valid 10 minutes)",
+        running.dashboard.login_link()
+    )?;
     // Printed last: scripts may wait for this line and find the token above it.
     writeln!(
         out,
@@ -337,7 +402,8 @@ async fn mcp(cli: &Cli, args: &agents::McpArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn rotate_offline(settings: Settings) -> anyhow::Result<()> {
-    let (store, _lock) = daemon::open_store(&settings).await?;
+    // Only on an existing vault: a wrong or unset data dir creates nothing.
+    let (store, _lock) = backup::open_existing(&settings, true).await?;
     match daemon::key_source(&settings.data_dir) {
         KeySource::Environment(current) => {
             let new = std::env::var("SWITCHBOARD_NEW_MASTER_KEY")
@@ -432,10 +498,42 @@ async fn connections(
             output::print(json, &created, output::connection_detail);
         }
         ConnectionsCommand::Status { id } => {
+            let id = client.connection_id(id).await?;
             let connection: Value = client.get(&format!("/connections/{id}")).await?;
             output::print(json, &connection, output::connection_detail);
         }
+        ConnectionsCommand::Set { id, settings } => {
+            let id = client.connection_id(id).await?;
+            let current: Value = client.get(&format!("/connections/{id}")).await?;
+            let mut merged = current["settings"].as_object().cloned().unwrap_or_default();
+            for spec in settings {
+                let (key, value) = parse_setting(spec)?;
+                if value.is_null() {
+                    merged.remove(&key);
+                } else {
+                    merged.insert(key, value);
+                }
+            }
+            let updated: Value = client
+                .patch(
+                    &format!("/connections/{id}"),
+                    &json!({ "settings": merged }),
+                )
+                .await?;
+            output::print(json, &updated, output::connection_detail);
+        }
+        ConnectionsCommand::Test { id } => {
+            let id = client.connection_id(id).await?;
+            let check: Value = client
+                .post(&format!("/connections/{id}/test"), &json!({}))
+                .await?;
+            output::print(json, &check, output::connection_test);
+            if check["ok"] != true {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         ConnectionsCommand::SetSecret { id, secrets } => {
+            let id = client.connection_id(id).await?;
             let secrets: BTreeMap<String, String> = secrets
                 .iter()
                 .map(|s| read_secret(s))
@@ -446,6 +544,7 @@ async fn connections(
             output::print(json, &updated, output::connection_detail);
         }
         ConnectionsCommand::Connect { id, wait } => {
+            let id = client.connection_id(id).await?;
             let started: Value = client
                 .post(&format!("/connections/{id}/connect"), &json!({}))
                 .await?;
@@ -454,7 +553,8 @@ async fn connections(
                 output::print_json(&started);
             } else {
                 println!(
-                    "Open this link to approve access (it works once, for 10 minutes):\n  {url}"
+                    "Open this link to approve access (it works once, for 10 minutes):\n  {}",
+                    output::escape(url)
                 );
             }
             if *wait {
@@ -470,7 +570,7 @@ async fn connections(
                     if std::time::Instant::now() > deadline {
                         anyhow::bail!(
                             "connection {id} is still {} after 10 minutes; run `switchboard connections connect {id}` again",
-                            status["status"]
+                            output::text(&status["status"])
                         );
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -478,12 +578,14 @@ async fn connections(
             }
         }
         ConnectionsCommand::Restart { id } => {
+            let id = client.connection_id(id).await?;
             let updated: Value = client
                 .post(&format!("/connections/{id}/restart"), &json!({}))
                 .await?;
             output::print(json, &updated, output::connection_detail);
         }
         ConnectionsCommand::Remove { id } => {
+            let id = client.connection_id(id).await?;
             client.delete(&format!("/connections/{id}")).await?;
             if json {
                 output::print_json(&json!({ "removed": id }));
@@ -507,7 +609,7 @@ async fn jobs(cmd: &JobsCommand, client: &Client, json: bool) -> anyhow::Result<
                 query.push(("state", state.clone()));
             }
             if let Some(connection) = connection {
-                query.push(("connection_id", connection.clone()));
+                query.push(("connection_id", client.connection_id(connection).await?));
             }
             let list: Value = client.get_query("/jobs", &query).await?;
             output::print(json, &list, output::jobs_table);
@@ -531,7 +633,7 @@ async fn jobs(cmd: &JobsCommand, client: &Client, json: bool) -> anyhow::Result<
             let params: Value =
                 serde_json::from_str(params).context("--params must be a JSON object")?;
             let body = json!({
-                "connection_id": connection,
+                "connection_id": client.connection_id(connection).await?,
                 "action": action,
                 "params": params,
                 "idempotency_key": idempotency_key,
@@ -556,7 +658,7 @@ async fn tail(
         query.push(("type", kind));
     }
     if let Some(connection) = connection {
-        query.push(("connection_id", connection));
+        query.push(("connection_id", client.connection_id(&connection).await?));
     }
     if no_follow {
         query.push(("after", after.unwrap_or(0).to_string()));

@@ -20,12 +20,52 @@ pub fn print(json: bool, value: &Value, human: fn(&Value) -> String) {
     }
 }
 
+/// A value for a terminal: a string as it is, anything else as compact
+/// JSON; either way with control and bidi characters [escaped](escape).
 pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => escape(s),
+        other => escape(&other.to_string()),
     }
+}
+
+/// Make text from the daemon safe to print on a terminal: control
+/// characters (C0, DEL, C1: newline, ESC, NUL...), line separators and bidi
+/// controls are shown as visible escapes (`\n`, `\u{1b}`, `\u{202e}`), so a
+/// crafted label, reason or payload cannot fake a table row, move the
+/// cursor, clear the screen or make text read backwards. Everything else is
+/// kept as it is. Hand-rolled: `char::escape_debug` would also escape quotes
+/// and backslashes, and `escape_default` every non-ASCII letter.
+pub(crate) fn escape(s: &str) -> String {
+    if !s.chars().any(needs_escape) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Epoch milliseconds as an RFC 3339 UTC timestamp.
@@ -104,9 +144,26 @@ pub fn connection_detail(c: &Value) -> String {
         text(&c["status"]["status"]),
         time(&c["status"]["since"]),
         text(&c["status"]["reason"]),
-        c["settings"],
+        text(&c["settings"]),
         secrets,
     )
+}
+
+/// The answer of `connections test`: passed or not, why, and what the
+/// service said.
+pub fn connection_test(check: &Value) -> String {
+    let verdict = if check["ok"] == true { "ok" } else { "FAILED" };
+    let mut out = format!(
+        "{verdict}: {}\nstatus: {}",
+        text(&check["detail"]),
+        text(&check["status"])
+    );
+    if let Some(result) = check["result"].as_object() {
+        for (key, value) in result {
+            out.push_str(&format!("\n{}: {}", escape(key), text(value)));
+        }
+    }
+    out
 }
 
 pub fn jobs_table(list: &Value) -> String {
@@ -132,7 +189,7 @@ pub fn jobs_table(list: &Value) -> String {
             text(&j["id"]),
             text(&j["action"]),
             text(&j["state"]),
-            format!("{}/{}", j["attempts"], j["max_attempts"]),
+            format!("{}/{}", text(&j["attempts"]), text(&j["max_attempts"])),
             time(&j["created_at"]),
             note,
         ]);
@@ -147,12 +204,12 @@ pub fn job_detail(j: &Value) -> String {
         text(&j["connection_id"]),
         text(&j["action"]),
         text(&j["state"]),
-        j["attempts"],
-        j["max_attempts"],
-        j["recovered"],
+        text(&j["attempts"]),
+        text(&j["max_attempts"]),
+        text(&j["recovered"]),
         time(&j["created_at"]),
         time(&j["finished_at"]),
-        j["params"],
+        text(&j["params"]),
         text(&j["result"]),
         text(&j["error"]["message"]),
         text(&j["waiting_reason"]),
@@ -165,11 +222,11 @@ pub fn print_event(json: bool, event: &Value) {
     } else {
         println!(
             "#{:<6} {} {:<22} {} {}",
-            event["id"],
+            text(&event["id"]),
             time(&event["at"]),
             text(&event["type"]),
             text(&event["connection_id"]),
-            event["payload"]
+            text(&event["payload"])
         );
     }
 }
@@ -205,7 +262,7 @@ pub fn media_detail(m: &Value) -> String {
         text(&m["id"]),
         text(&m["mime_type"]),
         size(&m["size"]),
-        m["size"],
+        text(&m["size"]),
         text(&m["name"]),
         time(&m["created_at"]),
     )
@@ -236,4 +293,46 @@ pub fn action_jobs_table(answer: &Value) -> String {
         t.add_row(vec![text(&entry["label"]), text(&job["id"]), state, note]);
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_shows_control_and_bidi_characters_and_keeps_the_rest() {
+        assert_eq!(escape("plain label, été 🎥"), "plain label, été 🎥");
+        assert_eq!(escape(r#"C:\dir\file 'q' "x""#), r#"C:\dir\file 'q' "x""#);
+        assert_eq!(escape("a\nb\r\tc"), r"a\nb\r\tc");
+        assert_eq!(
+            escape("\u{1b}[2J\0\u{7f}\u{9b}"),
+            r"\u{1b}[2J\u{0}\u{7f}\u{9b}"
+        );
+        assert_eq!(
+            escape("\u{202e}exe.txt\u{2066}\u{200f}\u{61c}\u{2028}"),
+            r"\u{202e}exe.txt\u{2066}\u{200f}\u{61c}\u{2028}"
+        );
+    }
+
+    #[test]
+    fn a_crafted_label_cannot_fake_a_table_row() {
+        let list = serde_json::json!([{
+            "id": "c1", "connector": "echo", "label": "ok\n│ c2 │ x │ evil │\u{1b}[2J",
+            "enabled": true, "status": {"status": "connected", "reason": "r\u{202e}"}
+        }]);
+        let table = connections_table(&list);
+        assert_eq!(
+            table.lines().count(),
+            5,
+            "header, separators and one row:\n{table}"
+        );
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{202e}'),
+            "{table}"
+        );
+        assert!(
+            table.contains(r"ok\n│ c2") && table.contains(r"\u{1b}[2J"),
+            "{table}"
+        );
+    }
 }

@@ -22,7 +22,9 @@ pub enum RulesCommand {
     /// jobs they would create with rendered parameters. Nothing is sent.
     Test {
         file: PathBuf,
-        /// A JSON file: {"type": "...", "connection_id": "...", "payload": {...}}.
+        /// A JSON file holding one event: a line of `events tail --json`
+        /// as it is, the `event` of `rules trace --json`, or just
+        /// {"type": "...", "connection_id": "...", "payload": {...}}.
         #[arg(long)]
         event: PathBuf,
     },
@@ -66,6 +68,33 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The event of a `rules test --event` file: one JSON event as the event
+/// log prints it (or its minimal form), or a trace's `{"event": ..., "runs": ...}`.
+fn event_file(path: &Path) -> anyhow::Result<Value> {
+    let text = read(path)?;
+    let values = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let event = match values.as_slice() {
+        [one] => one.clone(),
+        [] => anyhow::bail!("{} is empty; put one event in it", path.display()),
+        many => anyhow::bail!(
+            "{} holds {} events (one per line, as `events tail --json` prints them); keep the one to test",
+            path.display(),
+            many.len()
+        ),
+    };
+    Ok(match event {
+        Value::Object(mut trace)
+            if !trace.contains_key("type") && trace.get("event").is_some_and(Value::is_object) =>
+        {
+            trace.remove("event").unwrap_or_default()
+        }
+        other => other,
+    })
+}
+
 fn rules_table(answer: &Value) -> String {
     let mut t = table(&["name", "source", "enabled", "on", "actions"]);
     for rule in answer["rules"].as_array().into_iter().flatten() {
@@ -95,8 +124,10 @@ fn rules_table(answer: &Value) -> String {
 
 fn error_line(e: &Value) -> String {
     let mut line = String::new();
-    if let Some(n) = e["line"].as_u64() {
-        line.push_str(&format!("line {n}: "));
+    match (e["line"].as_u64(), e["column"].as_u64()) {
+        (Some(n), Some(c)) => line.push_str(&format!("line {n}, column {c}: ")),
+        (Some(n), None) => line.push_str(&format!("line {n}: ")),
+        _ => {}
     }
     if let Some(rule) = e["rule"].as_str() {
         line.push_str(&format!("rule `{rule}`: "));
@@ -225,8 +256,7 @@ pub async fn rules(cmd: &RulesCommand, client: &Client, json: bool) -> anyhow::R
             }
         }
         RulesCommand::Test { file, event } => {
-            let event: Value = serde_json::from_str(&read(event)?)
-                .with_context(|| format!("{} is not JSON", event.display()))?;
+            let event = event_file(event)?;
             let body = json!({ "text": read(file)?, "format": format_of(file), "event": event });
             let answer: Value = client.post("/rules/test", &body).await?;
             output::print(json, &answer, dry_run_report);

@@ -186,6 +186,7 @@ impl Fixture {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let daemon = Daemon {
             child,
             url,

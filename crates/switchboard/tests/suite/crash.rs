@@ -19,12 +19,13 @@ async fn sigkill_with_500_jobs_loses_none_and_doubles_only_interrupted_ones(db: 
     let mut fixture = Fixture::new(db)
         .await
         .with_env("SWITCHBOARD_JOBS__WORKERS", &WORKERS.to_string());
-    let record = fixture.data_dir().join("executions.log");
+    // The echo connector keeps its record file under `<data_dir>/echo/`.
+    let record = fixture.data_dir().join("echo").join("executions.log");
     let daemon = fixture.start().await;
     let id = daemon
         .create_connection(json!({
             "connector": "echo", "label": "crashy",
-            "settings": { "record_file": record.to_string_lossy(), "work_ms": 50 },
+            "settings": { "record_file": "executions.log", "work_ms": 50 },
         }))
         .await;
     daemon.wait_status(&id, "connected").await;

@@ -3,12 +3,13 @@
 
 use serde_json::json;
 
-use crate::common::{Db, Fixture};
+use crate::common::{Db, Fixture, Probe};
 use crate::on_both_databases;
 
 on_both_databases!(
     idempotency_key_returns_the_first_job,
-    retries_failures_and_dead_jobs
+    retries_failures_and_dead_jobs,
+    a_job_waiting_for_reauthorization_expires
 );
 
 async fn idempotency_key_returns_the_first_job(db: Db) {
@@ -139,4 +140,83 @@ async fn retries_failures_and_dead_jobs(db: Db) {
         states.iter().any(|s| s == "failed") && states.iter().any(|s| s == "dead"),
         "{states:?}"
     );
+}
+
+/// A job for an account that needs re-authorization waits (no attempt
+/// spent) but not forever: after `jobs.reauth_expiry_secs` it is `dead`,
+/// saying why, and `job.finished` is published. A job whose account is
+/// reconnected before then runs normally.
+async fn a_job_waiting_for_reauthorization_expires(db: Db) {
+    let probe = Probe::start(&["good-token"]).await;
+    let mut fixture = Fixture::new(db)
+        .await
+        .with_env("SWITCHBOARD_JOBS__REAUTH_EXPIRY_SECS", "8");
+    let daemon = fixture.start().await;
+    let rejected = |label: &str| {
+        json!({
+            "connector": "echo", "label": label,
+            "settings": { "probe_url": probe.url },
+            "secrets": { "token": "revoked-token" }
+        })
+    };
+    let abandoned = daemon.create_connection(rejected("abandoned")).await;
+    let repaired = daemon.create_connection(rejected("repaired")).await;
+    daemon.wait_status(&abandoned, "needs_reauth").await;
+    daemon.wait_status(&repaired, "needs_reauth").await;
+
+    let lost = daemon
+        .submit(&abandoned, "echo.say", json!({ "message": "never" }))
+        .await;
+    let kept = daemon
+        .submit(&repaired, "echo.say", json!({ "message": "later" }))
+        .await;
+    let kept_id = kept["id"].as_str().unwrap();
+    let mut waiting = serde_json::Value::Null;
+    for _ in 0..200 {
+        waiting = daemon.get(&format!("/jobs/{kept_id}")).await.body;
+        if waiting["waiting_reason"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting["state"], "queued", "{waiting}");
+    assert!(waiting["waiting_reason"].is_string(), "{waiting}");
+
+    // Reconnected before the expiry: the waiting job runs.
+    let reply = daemon
+        .put(
+            &format!("/connections/{repaired}/secrets"),
+            json!({ "token": "good-token" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let kept = daemon.wait_job(kept_id).await;
+    assert_eq!(kept["state"], "succeeded", "{kept}");
+    assert_eq!(kept["attempts"], 1, "waiting spent no attempt");
+
+    // Never reconnected: given up after the expiry, saying why.
+    let lost_id = lost["id"].as_str().unwrap();
+    let lost = daemon.wait_job(lost_id).await;
+    assert_eq!(lost["state"], "dead", "{lost}");
+    assert_eq!(lost["attempts"], 0, "{lost}");
+    assert_eq!(lost["error"]["code"], "needs_reauth", "{lost}");
+    let message = lost["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("needs re-authorization (reconnect it): gave up after 8s"),
+        "{message}"
+    );
+    let mut announced = false;
+    for _ in 0..100 {
+        let finished = daemon.get("/events?type=job.finished&limit=100").await.body;
+        announced = finished
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["payload"]["job_id"] == lost_id && e["payload"]["state"] == "dead");
+        if announced {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(announced, "job.finished was published for the expired job");
 }

@@ -16,7 +16,8 @@ on_both_databases!(
     in_flight_actions_finish_across_a_restart,
     secret_change_restarts_the_runtime_in_place,
     settings_change_restarts_the_runtime,
-    rejected_credentials_make_jobs_wait
+    rejected_credentials_make_jobs_wait,
+    the_echo_record_file_stays_in_the_data_dir
 );
 
 /// Read `connection.status` events from an SSE stream until `until` arrives.
@@ -149,6 +150,76 @@ async fn secret_change_restarts_the_runtime_in_place(db: Db) {
     assert_eq!(
         logged,
         ["connecting", "connected", "connecting", "connected"]
+    );
+}
+
+/// The fields a 422 problem names.
+fn problem_fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn the_echo_record_file_stays_in_the_data_dir(db: Db) {
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let outside = fixture.data_dir().parent().unwrap().join("escaped.log");
+    for record_file in [
+        outside.to_string_lossy().into_owned(),
+        "../escaped.log".into(),
+    ] {
+        let reply = daemon
+            .post(
+                "/connections",
+                json!({ "connector": "echo", "label": "writer", "settings": { "record_file": record_file } }),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 422, "{record_file}: {}", reply.body);
+        assert_eq!(
+            problem_fields(&reply.body),
+            ["settings.record_file"],
+            "{}",
+            reply.body
+        );
+    }
+
+    // Inside the data dir's `echo/` folder it works, and a change of
+    // settings is held to the same rule.
+    let id = daemon
+        .create_connection(json!({ "connector": "echo", "label": "writer", "settings": { "record_file": "runs/say.log" } }))
+        .await;
+    daemon.wait_status(&id, "connected").await;
+    let job = daemon
+        .submit(&id, "echo.say", json!({ "message": "hi" }))
+        .await;
+    daemon.wait_job(job["id"].as_str().unwrap()).await;
+    let recorded = std::fs::read_to_string(fixture.data_dir().join("echo/runs/say.log")).unwrap();
+    assert!(
+        recorded.starts_with(job["id"].as_str().unwrap()),
+        "{recorded}"
+    );
+    let reply = daemon
+        .put(
+            &format!("/connections/{id}/settings"),
+            json!({ "record_file": "runs/../../../escaped.log" }),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 422, "{}", reply.body);
+    assert_eq!(
+        problem_fields(&reply.body),
+        ["settings.record_file"],
+        "{}",
+        reply.body
+    );
+    assert!(
+        !outside.exists(),
+        "nothing was written outside the data dir"
     );
 }
 

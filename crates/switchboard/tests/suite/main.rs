@@ -3,9 +3,11 @@
 
 mod common;
 
+mod backup;
 mod bad_input;
 mod cli;
 mod crash;
+mod http_limits;
 mod jobs;
 mod lifecycle;
 mod mcp;

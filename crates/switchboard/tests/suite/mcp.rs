@@ -21,7 +21,7 @@ fn require_python_mcp() {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "the MCP acceptance test needs the official Python `mcp` SDK: run `python3 -m pip install mcp` (CI's .ci/run installs it)"
+        "the MCP acceptance test needs the official Python `mcp` SDK: run `./test`, which installs it into .venv, or `python3 -m pip install mcp==2.3.0`"
     );
 }
 
@@ -136,3 +136,110 @@ async fn python_sdk_over_every_transport(db: Db) {
 }
 
 on_both_databases!(python_sdk_over_every_transport);
+
+/// An OAuth 2.0 X account authorized through the simulator's consent page,
+/// whose grant is then revoked: it ends in `needs_reauth`.
+async fn revoked_x_connection(daemon: &Daemon, sim: &XSim, label: &str) -> String {
+    let id = daemon
+        .create_connection(json!({
+            "connector": "x", "label": label,
+            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
+            "secrets": { "oauth2_client_secret": "sim-client-secret" }
+        }))
+        .await;
+    let started = daemon
+        .post(&format!("/connections/{id}/connect"), json!({}))
+        .await;
+    let authorize_url = started.body["authorize_url"].as_str().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let consent = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{authorize_url}&auto_approve=1"))
+        .send()
+        .await
+        .unwrap();
+    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
+    daemon.http.get(&callback).send().await.unwrap();
+    daemon.wait_status(&id, "connected").await;
+    sim.revoke_refresh_tokens("switchboard_demo");
+    sim.expire_access_tokens();
+    daemon.submit(&id, "x.me", json!({})).await;
+    daemon.wait_status(&id, "needs_reauth").await;
+    id
+}
+
+async fn jobs_of(daemon: &Daemon, connection: &str) -> usize {
+    let jobs = daemon
+        .get(&format!("/jobs?connection_id={connection}"))
+        .await
+        .body;
+    jobs.as_array().unwrap().len()
+}
+
+/// A call on two accounts, one of which needs re-authorization, answers
+/// per account at once (and queues nothing for that one); argument errors
+/// name the argument; a removed connection is announced at once, not at
+/// the periodic recheck; closing the session leaves the SDK nothing to warn
+/// about.
+async fn per_account_answers_named_arguments_and_a_clean_close(db: Db) {
+    require_python_mcp();
+    let sim = XSim::start(XSimConfig::default()).await.unwrap();
+    let mut fixture = Fixture::new(db)
+        .await
+        .with_env("SWITCHBOARD_SERVICES__X_API", sim.base_url())
+        .with_env(
+            "SWITCHBOARD_SERVICES__X_AUTHORIZE",
+            &format!("{}/i/oauth2/authorize", sim.base_url()),
+        )
+        .with_env("SWITCHBOARD_MCP__TOOLS_RECHECK_SECS", "3600");
+    let daemon = fixture.start().await;
+    x_connection(&daemon, "steady").await;
+    let revoked = revoked_x_connection(&daemon, &sim, "revoked").await;
+    let echo = daemon
+        .create_connection(json!({ "connector": "echo", "label": "echo-removed" }))
+        .await;
+    let jobs_before = jobs_of(&daemon, &revoked).await;
+
+    let config = json!({
+        "scenario": "accounts", "url": daemon.url, "admin_token": daemon.token,
+        "x_ok": "steady", "x_reauth": "revoked", "echo_id": echo,
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(CLIENT)
+            .arg(config.to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Python MCP client failed:\n{stdout}\n{stderr}\n--- daemon ---\n{}",
+        daemon.output()
+    );
+    assert!(
+        !stderr.to_lowercase().contains("warn") && !stderr.contains("termination failed"),
+        "the SDK warned:\n{stderr}"
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let post_id = summary["post_id"].as_str().unwrap();
+    assert!(
+        sim.posts()
+            .iter()
+            .any(|p| p.id == post_id && p.text == "to both"),
+        "{summary}"
+    );
+    assert_eq!(
+        jobs_of(&daemon, &revoked).await,
+        jobs_before,
+        "nothing was queued for the account that needs re-authorization"
+    );
+    sim.stop().await;
+}
+
+on_both_databases!(per_account_answers_named_arguments_and_a_clean_close);

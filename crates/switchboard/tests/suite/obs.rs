@@ -17,6 +17,7 @@ on_both_databases!(
     scenes_switch_and_obs_events_arrive,
     a_wrong_password_is_an_error_and_jobs_wait_for_the_right_one,
     an_unreachable_obs_is_retried_and_queued_jobs_run_when_it_appears,
+    after_a_long_outage_obs_is_retried_within_its_short_cap,
     obs_crashing_mid_request_loses_no_job,
     a_kick_stops_reconnecting_until_restarted_and_settings_restart_in_place
 );
@@ -279,6 +280,73 @@ async fn an_unreachable_obs_is_retried_and_queued_jobs_run_when_it_appears(db: D
     sim.stop().await;
 }
 
+/// The waits the supervisor announced (`retrying in 0.7s`), in order.
+fn announced_delays(events: &[Value]) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| e["payload"]["reason"].as_str())
+        .filter_map(|reason| reason.split("retrying in ").nth(1))
+        .map(|rest| rest.trim_end_matches('s').parse::<f64>().unwrap())
+        .collect()
+}
+
+async fn after_a_long_outage_obs_is_retried_within_its_short_cap(db: Db) {
+    let sim = sim().await;
+    sim.crash().await;
+    let mut fixture = Fixture::new(db).await;
+    let daemon = fixture.start().await;
+    let id = obs_connection(&daemon, "studio", sim.port(), PASSWORD).await;
+    // Seven failed attempts: the daemon's own backoff (500 ms doubling up to
+    // a minute) would wait 16 to 32 s before the next one by now.
+    wait_event(&daemon, &id, "connection.status", |p| {
+        p["reason"].as_str() == Some("reconnecting (attempt 8)")
+    })
+    .await;
+    sim.restart().await.unwrap();
+    daemon.wait_status(&id, "connected").await;
+    // The status is current before its event is in the log: wait for it.
+    wait_event(&daemon, &id, "connection.status", |p| {
+        p["status"] == "connected"
+    })
+    .await;
+
+    let seen = events(&daemon, &id, "connection.status").await;
+    let delays = announced_delays(&seen);
+    assert!(delays.len() >= 7, "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= 1.0),
+        "OBS's cap is 1 s, the waits were {delays:?}"
+    );
+    assert_eq!(statuses(&seen).last().unwrap(), "connected");
+
+    // A setting overrides the cap.
+    let changed = daemon
+        .put(
+            &format!("/connections/{id}/settings"),
+            json!({"host": "127.0.0.1", "port": sim.port(), "reconnect_max_ms": 300}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    daemon.wait_status(&id, "connected").await;
+    let before = events(&daemon, &id, "connection.status").await.len();
+    sim.crash().await;
+    // Four failed attempts of this outage (the first outage's are before).
+    let mut delays = Vec::new();
+    for _ in 0..300 {
+        let seen = events(&daemon, &id, "connection.status").await;
+        delays = announced_delays(&seen[before.min(seen.len())..]);
+        if delays.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delays.len() >= 4, "{delays:?}");
+    assert!(delays.iter().all(|d| *d <= 0.3), "{delays:?}");
+    sim.restart().await.unwrap();
+    daemon.wait_status(&id, "connected").await;
+    sim.stop().await;
+}
+
 async fn obs_crashing_mid_request_loses_no_job(db: Db) {
     let sim = sim().await;
     let mut fixture = Fixture::new(db).await;
@@ -294,11 +362,13 @@ async fn obs_crashing_mid_request_loses_no_job(db: Db) {
         .submit(&id, "obs.set_scene", json!({"scene": "Live"}))
         .await;
     let job_id = job["id"].as_str().unwrap();
-    let status = daemon.wait_status(&id, "error").await;
-    assert!(
-        status["reason"].as_str().unwrap().contains("lost"),
-        "{status}"
-    );
+    // The connection goes `error` saying the connection was lost (read from
+    // the status events: with OBS's short reconnect cap the current status
+    // soon moves on to "cannot reach OBS ... retrying").
+    wait_event(&daemon, &id, "connection.status", |p| {
+        p["status"] == "error" && p["reason"].as_str().unwrap_or("").contains("lost")
+    })
+    .await;
     // The cut-off attempt is recorded and the job waits for OBS.
     let meanwhile = wait_waiting(&daemon, job_id).await;
     assert!(

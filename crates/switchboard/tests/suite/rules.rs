@@ -262,7 +262,7 @@ async fn bad_rules_are_refused_whole_with_rule_field_and_line(db: Db) {
         reply.body["detail"]
             .as_str()
             .unwrap()
-            .contains("rules[bad].on.event (line 8)"),
+            .contains("rules[bad].on.event (line 8, column 11)"),
         "{}",
         reply.body
     );
@@ -368,7 +368,147 @@ async fn cooldowns_queues_and_api_rules(db: Db) {
     }
 }
 
+/// `switchboard demo` writes and loads its sample rules file once; the
+/// watcher must not reload it again and again by itself afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_rules_file_stays_quiet() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(crate::common::BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .env_remove("SWITCHBOARD_RULES__FILE")
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut url, mut token, mut ready) = (String::new(), String::new(), false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready && Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(rest) = line.split("running at ").nth(1) {
+            url = rest.trim().to_owned();
+        }
+        if line.trim_start().starts_with("token:") {
+            token = line.split("token:").nth(1).unwrap().trim().to_owned();
+        }
+        ready = line.contains("demo ready");
+    }
+    assert!(ready, "the demo did not start: url {url:?}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let reloads = || async {
+        let mut n = 0;
+        for kind in ["rules.reloaded", "rules.rejected"] {
+            let list: Value = http
+                .get(format!("{url}/api/v1/events?type={kind}&limit=1000"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            n += list.as_array().map_or(0, |a| a.len());
+        }
+        n
+    };
+    // The demo loads its rules once (the watcher may see the demo's write
+    // too); a reload loop would add about five a second.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let n = reloads().await;
+        assert!(n <= 2, "{n} reloads of an unchanged rules file");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `rules.reloaded` / `rules.rejected` events after event `after`.
+async fn reload_events(daemon: &Daemon, after: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for kind in ["rules.reloaded", "rules.rejected"] {
+        let list = daemon
+            .get(&format!("/events?type={kind}&after={after}&limit=1000"))
+            .await
+            .body;
+        out.extend(list.as_array().cloned().unwrap_or_default());
+    }
+    out
+}
+
+/// Watch the event log for 10 s: no reload event may appear after `after`.
+async fn assert_quiet(daemon: &Daemon, after: i64, what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let events = reload_events(daemon, after).await;
+        assert!(
+            events.is_empty(),
+            "{what}: the rules file was reloaded again: {events:?}\n{}",
+            daemon.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One edit, one reload: the watcher ignores its own reads (and saves of
+/// the same text), so the file stays quiet afterwards; an invalid edit is
+/// rejected once, with one ERROR line, then quiet too.
+async fn an_edited_rules_file_is_reloaded_once_then_stays_quiet(db: Db) {
+    let (_fixture, daemon, _ticker, file) = rules_daemon(db, EVEN_BEATS, 60_000).await;
+    let reloaded = wait_for(
+        &daemon,
+        "/events?type=rules.reloaded",
+        "the edit is loaded",
+        |e| count(e) >= 1,
+    )
+    .await;
+    let first = reloaded[0]["id"].as_i64().unwrap();
+    // The edit was applied by the first event; anything after it is a repeat.
+    assert_quiet(&daemon, first, "after one edit").await;
+
+    // Saving the same text again changes nothing.
+    std::fs::write(&file, EVEN_BEATS).unwrap();
+    assert_quiet(&daemon, first, "after a save without changes").await;
+
+    // An invalid edit: rejected once, then quiet.
+    std::fs::write(&file, EVEN_BEATS.replace("echo.say", "echo.sya")).unwrap();
+    let rejected = wait_for(
+        &daemon,
+        &format!("/events?type=rules.rejected&after={first}"),
+        "the invalid edit is rejected",
+        |e| count(e) >= 1,
+    )
+    .await;
+    let rejected_id = rejected[0]["id"].as_i64().unwrap();
+    assert_quiet(&daemon, rejected_id, "after an invalid edit").await;
+    assert_eq!(
+        daemon
+            .output()
+            .matches("the edited rules file is invalid")
+            .count(),
+        1,
+        "one ERROR line for one invalid edit"
+    );
+}
+
 on_both_databases!(
+    an_edited_rules_file_is_reloaded_once_then_stays_quiet,
     a_rules_file_turns_events_into_ordered_jobs,
     hot_reload_applies_good_edits_and_keeps_rules_through_bad_ones,
     bad_rules_are_refused_whole_with_rule_field_and_line,
@@ -438,8 +578,146 @@ async fn the_cli_validates_and_dry_runs_a_rules_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("rules[even-beats].do[0].action (line 7)"),
+        stderr.contains("rules[even-beats].do[0].action (line 7, column 9)"),
         "{stderr}"
+    );
+
+    // The line of the field at fault, not the rule's first line: a bad
+    // template in the second action's `params.message`, line 14.
+    std::fs::write(
+        &rules,
+        EVEN_BEATS.replace(
+            "{{ event.payload.beat * 10 }}",
+            "{{ event.payload.beat * }}",
+        ),
+    )
+    .unwrap();
+    let out = run(&["rules", "validate", rules.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("rules[even-beats].do[1].params.message (line 14, column 11)"),
+        "{stderr}"
+    );
+    // The same in TOML.
+    let toml_rules = dir.join("try.toml");
+    std::fs::write(
+        &toml_rules,
+        r#"[[rules]]
+name = "even-beats"
+on = { event = "echo.heartbeat", connection = "ticker" }
+
+[[rules.do]]
+action = "echo.say"
+params = { message = "beat {{ event.payload.beat }}" }
+
+[[rules.do]]
+action = "echo.say"
+params = { message = "times ten: {{ event.payload.beat * }}" }
+"#,
+    )
+    .unwrap();
+    let out = run(&["rules", "validate", toml_rules.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("rules[even-beats].do[1].params.message (line 11, column 12)"),
+        "{stderr}"
+    );
+}
+
+/// `rules test --event` takes an event exactly as `events tail --json`
+/// prints it (and as `rules trace --json` shows it), ids and times included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_test_takes_an_event_copied_from_the_event_log() {
+    let (fixture, daemon, _ticker, _file) = rules_daemon(Db::Sqlite, "rules: []\n", 100).await;
+    wait_for(
+        &daemon,
+        "/events?type=echo.heartbeat",
+        "a heartbeat is logged",
+        |e| count(e) >= 1,
+    )
+    .await;
+    let dir = fixture.data_dir();
+    let rules = dir.join("try.yaml");
+    std::fs::write(
+        &rules,
+        EVEN_BEATS.replace(
+            "if: \"event.payload.beat % 2 == 0\"",
+            "if: \"event.id > 0\"",
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        fixture
+            .command()
+            .env("SWITCHBOARD_URL", &daemon.url)
+            .env("SWITCHBOARD_TOKEN", &daemon.token)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--json",
+        "events",
+        "tail",
+        "--no-follow",
+        "--type",
+        "echo.heartbeat",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout.lines().next().unwrap().to_owned();
+    let logged: Value = serde_json::from_str(&line).unwrap();
+    assert!(logged["id"].is_i64() && logged["at"].is_i64(), "{line}");
+    let beat = logged["payload"]["beat"].as_i64().unwrap();
+    let event = dir.join("event.json");
+    let test = |event_text: &str| {
+        std::fs::write(&event, event_text).unwrap();
+        run(&[
+            "rules",
+            "test",
+            rules.to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+        ])
+    };
+    for text in [
+        format!("{line}\n"),
+        // `rules trace --json` wraps it in `event`.
+        json!({ "event": logged, "runs": [] }).to_string(),
+    ] {
+        let out = test(&text);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("MATCH  even-beats"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("times ten: {}", beat * 10)),
+            "{stdout}"
+        );
+    }
+    // The whole tail is several events: say so.
+    let out = test(&stdout);
+    if stdout.lines().count() > 1 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("keep the one to test"), "{stderr}");
+    }
+    // A field the event log does not print is still refused, by name.
+    let out = test(&json!({"type": "echo.heartbeat", "payload": {}, "bogus": 1}).to_string());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

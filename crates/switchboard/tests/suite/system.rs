@@ -4,7 +4,7 @@
 //! cron schedules firing and catching up across a restart without double
 //! fires, file watches, and `system.http_request` held to its allowlist.
 //!
-//! Needs `python3` with `standardwebhooks` (CI's `.ci/run` installs it).
+//! Needs `python3` with `standardwebhooks` (`./test` installs it into `.venv`).
 
 use std::process::Command;
 use std::time::Duration;

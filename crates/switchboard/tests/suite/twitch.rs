@@ -34,6 +34,7 @@ fn fast_clips() -> TwitchSimConfig {
 }
 
 fn no_redirects() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -269,7 +270,12 @@ async fn oauth_chat_rule_events_archive_and_actions(db: Db) {
         json!([{"kind": "followers", "records": 1}, {"kind": "raids", "records": 1}, {"kind": "subscriptions", "records": 1}])
     );
     let unknown = daemon.get("/twitch/stream/lurkers").await;
-    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
+    assert_eq!(
+        unknown.body["errors"][0]["field"], "kind",
+        "{}",
+        unknown.body
+    );
 
     // Helix actions.
     let shoutout = job_ok(&daemon, &id, "twitch.shoutout", json!({"to": "raider_ray"})).await;
@@ -363,7 +369,91 @@ async fn expiry_refreshes_once_and_revocation_waits_for_reauth(db: Db) {
     );
 }
 
+/// The account's own chat messages (the rule's replies, sent through Helix,
+/// come back over IRC) arrive marked `is_self`: a catch-all rule does not
+/// answer them, so it cannot loop; a rule with `include_self` does.
+async fn a_chat_rule_does_not_answer_its_own_messages(db: Db) {
+    let (_fixture, daemon, sim) = twitch_daemon(db, TwitchSimConfig::default()).await;
+    connect_via_oauth(&daemon, "stream").await;
+    wait_until("the daemon joins the channel's chat", &daemon, || {
+        sim.irc_clients_joined(CHANNEL) >= 1
+    })
+    .await;
+    for rule in [
+        // Answers every message: its own too, were they not skipped.
+        json!({
+            "name": "answer-all",
+            "on": {"event": "twitch.chat.message", "connection": "stream"},
+            "do": [{"action": "twitch.send_chat", "connection": "stream",
+                    "params": {"text": "re: {{ event.payload.text }}"}}]
+        }),
+        // Asks for the account's own messages, and answers each once.
+        json!({
+            "name": "own",
+            "on": {"event": "twitch.chat.message", "connection": "stream", "include_self": true},
+            "if": "event.payload.is_self and 'seen' not in event.payload.text",
+            "do": [{"action": "twitch.send_chat", "connection": "stream",
+                    "params": {"text": "seen {{ event.payload.text }}"}}]
+        }),
+    ] {
+        let reply = daemon.post("/rules", rule).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    sim.send_chat(ChatterMessage::new(CHANNEL, "chatter_ann", "hello bot"));
+    wait_until("the include_self rule answers the reply", &daemon, || {
+        sim.chat_messages(CHANNEL)
+            .iter()
+            .any(|m| m.text == "seen re: hello bot" && m.delivered)
+    })
+    .await;
+    // Another chatter message: once its answer exists, every earlier event
+    // (the account's own messages included) has been matched, in log order.
+    sim.send_chat(ChatterMessage::new(CHANNEL, "chatter_bob", "bye bot"));
+    wait_until(
+        "the catch-all rule answers the second chatter",
+        &daemon,
+        || {
+            sim.chat_messages(CHANNEL)
+                .iter()
+                .any(|m| m.text == "re: bye bot" && m.delivered)
+        },
+    )
+    .await;
+    let chat = events(&daemon, "twitch.chat.message").await;
+    let is_self = |text: &str| {
+        chat.iter()
+            .find(|e| e["payload"]["text"] == text)
+            .unwrap_or_else(|| panic!("no event for {text:?}: {chat:?}"))["payload"]["is_self"]
+            .clone()
+    };
+    assert_eq!(is_self("hello bot"), false);
+    assert_eq!(is_self("re: hello bot"), true);
+    assert_eq!(is_self("seen re: hello bot"), true);
+    let runs = daemon
+        .get("/rules/runs?rule=answer-all&limit=100")
+        .await
+        .body;
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        2,
+        "one answer per chatter message, none to its own: {runs}"
+    );
+    let answers: Vec<String> = sim
+        .chat_messages(CHANNEL)
+        .iter()
+        .filter(|m| m.sender == CHANNEL)
+        .map(|m| m.text.clone())
+        .collect();
+    assert!(
+        !answers
+            .iter()
+            .any(|t| t.starts_with("re: re:") || t.starts_with("re: seen")),
+        "the catch-all rule answered itself: {answers:?}"
+    );
+}
+
 on_both_databases!(
+    a_chat_rule_does_not_answer_its_own_messages,
     oauth_chat_rule_events_archive_and_actions,
     expiry_refreshes_once_and_revocation_waits_for_reauth,
 );

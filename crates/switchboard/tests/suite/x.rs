@@ -4,6 +4,8 @@
 //! official OpenAPI document.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -79,6 +81,7 @@ async fn oauth2_connection(daemon: &Daemon, label: &str) -> String {
 }
 
 fn no_redirects() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -361,6 +364,82 @@ async fn fifty_actions_on_an_expiring_token_refresh_once(db: Db) {
     assert!(waiting["waiting_reason"].is_string(), "{waiting}");
 }
 
+/// A self-hosted OAuth proxy in front of the simulator's token endpoint, at
+/// a path of its own: returns its URL and how many requests passed through.
+async fn token_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
+    use axum::http::{HeaderMap, header};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let forward = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let (upstream, counted) = (upstream.clone(), counted.clone());
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = reqwest::Client::new().post(&upstream).body(body);
+            for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+                if let Some(value) = headers.get(&name) {
+                    request = request.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let body = answer.bytes().await.unwrap();
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }
+    };
+    let app = axum::Router::new().route("/proxy/x/token", axum::routing::post(forward));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/proxy/x/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+async fn a_token_url_set_apart_from_x_api_is_used(db: Db) {
+    let sim = XSim::start(XSimConfig::default()).await.unwrap();
+    let (token_url, hits) = token_proxy(format!("{}/2/oauth2/token", sim.base_url())).await;
+    let mut fixture = Fixture::new(db)
+        .await
+        .with_env("SWITCHBOARD_SERVICES__X_API", sim.base_url())
+        .with_env(
+            "SWITCHBOARD_SERVICES__X_AUTHORIZE",
+            &format!("{}/i/oauth2/authorize", sim.base_url()),
+        )
+        .with_env("SWITCHBOARD_SERVICES__X_TOKEN", &token_url);
+    let daemon = fixture.start().await;
+    // The code exchange goes through the proxy ...
+    let id = oauth2_connection(&daemon, "proxied").await;
+    assert!(hits.load(Ordering::SeqCst) >= 1, "the proxy saw no request");
+    // ... and so does a refresh.
+    let soon = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000)
+        .to_string();
+    let reply = daemon
+        .put(
+            &format!("/connections/{id}/secrets"),
+            json!({"oauth2_expires_at": soon}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    daemon.wait_status(&id, "connected").await;
+    let before = hits.load(Ordering::SeqCst);
+    let job = daemon.submit(&id, "x.me", json!({})).await;
+    let done = daemon.wait_job(job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst) - before,
+        1,
+        "one refresh, proxied"
+    );
+    // Every token call the simulator answered came through the proxy.
+    assert_eq!(sim.token_calls(), hits.load(Ordering::SeqCst));
+}
+
 async fn a_429_storm_costs_one_call_per_window(db: Db) {
     let config = XSimConfig {
         rate_limits: RateLimits {
@@ -571,6 +650,7 @@ on_both_databases!(
     sigkill_during_200_posts_posts_each_text_once,
     posting_without_an_account_goes_to_every_enabled_one,
     bad_input_is_refused_and_nothing_is_posted,
+    a_token_url_set_apart_from_x_api_is_used,
 );
 
 fn cli(fixture: &Fixture, daemon: &Daemon) -> std::process::Command {
@@ -700,4 +780,53 @@ async fn two_processes_refresh_a_shared_account_once() {
             "the {name} process ran some of the jobs"
         );
     }
+}
+
+/// `post` with one connected and one never-authorized account (as in the
+/// demo): it posts from the one, names the other with what to do, queues
+/// nothing for it (not even on repeated runs) and exits 0; with only the
+/// unauthorized account chosen it posts nothing and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_skips_an_account_that_needs_reauthorization() {
+    let (fixture, daemon, sim) = x_daemon(Db::Sqlite, XSimConfig::default()).await;
+    oauth1_connection(&daemon, "ready", "demo").await;
+    let new = daemon
+        .create_connection(json!({
+            "connector": "x", "label": "demo-x-new",
+            "settings": { "auth": "oauth2", "client_id": "sim-client-id" },
+            "secrets": { "oauth2_client_secret": "sim-client-secret" }
+        }))
+        .await;
+    daemon.wait_status(&new, "needs_reauth").await;
+    for round in 0..2 {
+        let text = format!("round {round}");
+        let out = cli(&fixture, &daemon)
+            .args(["post", &text, "--wait"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "demo-x-new: needs_reauth — reconnect this account: switchboard connections connect {new}"
+            )),
+            "{stderr}"
+        );
+        assert!(sim.posts().iter().any(|p| p.text == text), "{stdout}");
+    }
+    let out = cli(&fixture, &daemon)
+        .args(["post", "nowhere", "--account", "demo-x-new"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing was posted"), "{stderr}");
+    let jobs = daemon.get(&format!("/jobs?connection_id={new}")).await.body;
+    assert_eq!(
+        jobs,
+        json!([]),
+        "nothing was queued for the unauthorized account"
+    );
+    assert_eq!(sim.posts().len(), 2);
 }
