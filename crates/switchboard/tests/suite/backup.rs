@@ -2,7 +2,6 @@
 //! empty data dir, the key that goes with it (or not), the PostgreSQL way
 //! with `pg_dump`/`pg_restore`, and `demo --data-dir` creating its directory.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::common::{BIN, Daemon, Db, Fixture, Probe};
+use crate::common::{Daemon, Db, Fixture, Probe};
 
 /// A real 1x1 PNG.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\x0f\0\0\x01\x01\0\x05\x18\xd8N\0\0\0\0IEND\xaeB`\x82";
@@ -600,25 +599,11 @@ async fn demo_creates_a_data_dir_that_does_not_exist() {
     use std::os::unix::fs::PermissionsExt;
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("new").join("demo-data");
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env_remove("SWITCHBOARD_DATA_DIR")
-        .env_remove("SWITCHBOARD_DATABASE_URL")
-        .env_remove("SWITCHBOARD_MASTER_KEY")
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let mut child = crate::common::demo_command(Some(&dir))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::common::stdout_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut ready = false;
     while Instant::now() < deadline && !ready {

@@ -1,6 +1,5 @@
 //! The CLI verbs against a running daemon, and `switchboard demo`.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use switchboard_sim::obs::{ObsSim, ObsSimConfig};
 use switchboard_sim::twitch::{TwitchSim, TwitchSimConfig};
 use switchboard_sim::x::{XSim, XSimConfig};
 
-use crate::common::{BIN, Db, Fixture, Probe};
+use crate::common::{Db, Fixture, Probe};
 
 fn run(fixture: &Fixture, url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     let output = fixture
@@ -164,23 +163,8 @@ async fn cli_verbs_work_against_a_running_daemon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_starts_with_sample_connections_jobs_and_a_working_x_flow() {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .env_remove("SWITCHBOARD_DATA_DIR")
-        .env_remove("SWITCHBOARD_DATABASE_URL")
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut child = crate::common::demo_command(None).spawn().unwrap();
+    let rx = crate::common::stdout_lines(&mut child);
     let (mut url, mut token, mut authorize_url) = (String::new(), String::new(), String::new());
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {

@@ -14,6 +14,40 @@ use sqlx::Connection;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// `switchboard demo` on a free loopback port (in `data_dir`, else its
+/// default), cut off from this process's switchboard environment; stdout
+/// piped (read it with [`stdout_lines`]), stderr discarded unless the caller
+/// changes it before spawning.
+pub fn demo_command(data_dir: Option<&Path>) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(["demo", "--listen", "127.0.0.1:0"]);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    command
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .env_remove("SWITCHBOARD_RULES__FILE")
+        .env_remove("SWITCHBOARD_MASTER_KEY")
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    command
+}
+
+/// The lines a child writes to its piped stdout, as they come.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
     Sqlite,

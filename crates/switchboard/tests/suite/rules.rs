@@ -372,28 +372,11 @@ async fn cooldowns_queues_and_api_rules(db: Db) {
 /// watcher must not reload it again and again by itself afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_rules_file_stays_quiet() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(crate::common::BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("SWITCHBOARD_DATA_DIR")
-        .env_remove("SWITCHBOARD_DATABASE_URL")
-        .env_remove("SWITCHBOARD_RULES__FILE")
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    let mut child = crate::common::demo_command(Some(dir.path()))
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::common::stdout_lines(&mut child);
     let (mut url, mut token, mut ready) = (String::new(), String::new(), false);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready && Instant::now() < deadline {
